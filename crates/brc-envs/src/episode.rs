@@ -91,3 +91,84 @@ pub fn run_episode<E: Env>(
         outcome: Outcome::TimeLimit,
     })
 }
+
+/// Mean, spread and outcome counts over a set of episodes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpisodeStats {
+    /// Number of episodes.
+    pub episodes: usize,
+    /// Mean return.
+    pub mean_return: f64,
+    /// Population standard deviation of the returns (as numpy's default `std`).
+    pub std_return: f64,
+    /// Lowest return.
+    pub min_return: f64,
+    /// Highest return.
+    pub max_return: f64,
+    /// Mean episode length.
+    pub mean_length: f64,
+    /// How many episodes ended each way, keyed by [`Outcome::name`].
+    pub outcomes: std::collections::BTreeMap<&'static str, usize>,
+}
+
+impl EpisodeStats {
+    /// Statistics of `episodes`; `None` when there are none.
+    pub fn from_episodes(episodes: &[EpisodeSummary]) -> Option<Self> {
+        if episodes.is_empty() {
+            return None;
+        }
+        let n = episodes.len() as f64;
+        let returns = episodes.iter().map(|e| e.episode_return);
+        let mean = returns.clone().sum::<f64>() / n;
+        let var = returns.clone().map(|r| (r - mean).powi(2)).sum::<f64>() / n;
+        let mut outcomes: std::collections::BTreeMap<_, _> =
+            Outcome::ALL.iter().map(|o| (o.name(), 0)).collect();
+        for e in episodes {
+            *outcomes.entry(e.outcome.name()).or_default() += 1;
+        }
+        Some(Self {
+            episodes: episodes.len(),
+            mean_return: mean,
+            std_return: var.sqrt(),
+            min_return: returns.clone().fold(f64::INFINITY, f64::min),
+            max_return: returns.fold(f64::NEG_INFINITY, f64::max),
+            mean_length: episodes.iter().map(|e| e.length as f64).sum::<f64>() / n,
+            outcomes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(ret: f64, length: usize, outcome: Outcome) -> EpisodeSummary {
+        EpisodeSummary {
+            seed: 0,
+            episode_return: ret,
+            length,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn stats_by_hand() {
+        let eps = [
+            ep(100.0, 10, Outcome::Rest),
+            ep(-100.0, 20, Outcome::Crash),
+            ep(300.0, 30, Outcome::Rest),
+        ];
+        let s = EpisodeStats::from_episodes(&eps).unwrap();
+        assert_eq!(s.mean_return, 100.0);
+        // Population variance: (0 + 40000 + 40000) / 3.
+        assert!((s.std_return - (80_000.0f64 / 3.0).sqrt()).abs() < 1e-9);
+        assert_eq!(
+            (s.min_return, s.max_return, s.mean_length),
+            (-100.0, 300.0, 20.0)
+        );
+        assert_eq!(s.outcomes["rest"], 2);
+        assert_eq!(s.outcomes["crash"], 1);
+        assert_eq!(s.outcomes["time_limit"], 0);
+        assert!(EpisodeStats::from_episodes(&[]).is_none());
+    }
+}

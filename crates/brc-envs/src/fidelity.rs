@@ -29,7 +29,7 @@ pub const MEAN_RETURN_TOL: f64 = 10.0;
 #[derive(Debug, thiserror::Error)]
 pub enum FidelityError {
     /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The file.
         path: String,

@@ -56,13 +56,11 @@ fn same_seed_same_episode_and_seeds_differ() {
 
 fn random_steps(total: usize, seed: u64) {
     let mut action_rng = NumpyRng::from_seed(seed);
-    let mut episodes = 0u64;
     let mut done = 0;
-    for task in TaskSpec::defaults().into_iter().cycle() {
+    for (episode, task) in TaskSpec::defaults().into_iter().cycle().enumerate() {
         let mut env = LunarLander::new(task.clone()).unwrap();
-        let obs = env.reset(seed.wrapping_mul(1000).wrapping_add(episodes));
+        let obs = env.reset(seed.wrapping_mul(1000).wrapping_add(episode as u64));
         assert!(obs.iter().all(|v| v.is_finite()));
-        episodes += 1;
         for _ in 0..task.max_episode_steps {
             let action = (action_rng.random() * NUM_ACTIONS as f64) as usize;
             let step = env.step(action).unwrap();
