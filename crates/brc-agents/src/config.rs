@@ -1,0 +1,321 @@
+//! Agent hyperparameters as they appear in the `[agent]` section of a run config.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A config value that is out of range: `key` is the path below `agent.`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Dotted key path relative to the section (e.g. `num_atoms`, `per_task.windy.lr`).
+    pub key: String,
+    /// The offending value as written.
+    pub value: String,
+    /// What it must be.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} = {}: {}", self.key, self.value, self.message)
+    }
+}
+
+fn issue(key: impl Into<String>, value: impl std::fmt::Display, message: &str) -> ConfigIssue {
+    ConfigIssue {
+        key: key.into(),
+        value: value.to_string(),
+        message: message.into(),
+    }
+}
+
+fn positive(key: &str, v: f64) -> Result<(), ConfigIssue> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(issue(key, v, "must be a finite number > 0"))
+    }
+}
+
+fn non_negative(key: &str, v: f64) -> Result<(), ConfigIssue> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(issue(key, v, "must be a finite number ≥ 0"))
+    }
+}
+
+/// The ε-greedy schedule: ε starts at `start` and is multiplied by `decay` after every episode
+/// (of the task, for per-task learners) until it reaches `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Exploration {
+    /// Initial ε.
+    pub start: f64,
+    /// Floor of ε.
+    pub end: f64,
+    /// Per-episode multiplicative decay.
+    pub decay: f64,
+}
+
+/// The agent and its hyperparameters, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AgentConfig {
+    /// See [`IndependentDqnConfig`].
+    IndependentDqn(IndependentDqnConfig),
+    /// See [`SharedDqnConfig`].
+    SharedDqn(SharedDqnConfig),
+    /// See [`BrcConfig`].
+    Brc(BrcConfig),
+}
+
+impl AgentConfig {
+    /// The agent kind.
+    pub fn kind(&self) -> crate::AgentKind {
+        match self {
+            AgentConfig::IndependentDqn(_) => crate::AgentKind::IndependentDqn,
+            AgentConfig::SharedDqn(_) => crate::AgentKind::SharedDqn,
+            AgentConfig::Brc(_) => crate::AgentKind::Brc,
+        }
+    }
+
+    /// Range checks; `task_names` are the run's tasks (per-task overrides must name one).
+    pub fn validate(&self, task_names: &[String]) -> Result<(), ConfigIssue> {
+        match self {
+            AgentConfig::IndependentDqn(c) => c.validate(task_names),
+            AgentConfig::SharedDqn(c) => c.validate(),
+            AgentConfig::Brc(c) => c.validate(),
+        }
+    }
+}
+
+/// Independent DQN: one QMlp, target and Adam per task (the predecessor's setup).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndependentDqnConfig {
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Global gradient-norm clip (0 disables).
+    pub grad_clip: f64,
+    /// Per-task overrides, keyed by task name.
+    pub per_task: BTreeMap<String, TaskOverrides>,
+}
+
+impl Default for IndependentDqnConfig {
+    fn default() -> Self {
+        Self {
+            lr: 5e-4,
+            grad_clip: 10.0,
+            per_task: BTreeMap::new(),
+        }
+    }
+}
+
+impl IndependentDqnConfig {
+    fn validate(&self, task_names: &[String]) -> Result<(), ConfigIssue> {
+        positive("lr", self.lr)?;
+        non_negative("grad_clip", self.grad_clip)?;
+        for (task, o) in &self.per_task {
+            let key = |k: &str| format!("per_task.{task}.{k}");
+            if !task_names.contains(task) {
+                return Err(issue(
+                    format!("per_task.{task}"),
+                    "{…}",
+                    &format!("unknown task (the run's tasks: {})", task_names.join(", ")),
+                ));
+            }
+            if let Some(lr) = o.lr {
+                positive(&key("lr"), lr)?;
+            }
+            if let Some(d) = o.epsilon_decay {
+                if !(d > 0.0 && d <= 1.0) {
+                    return Err(issue(key("epsilon_decay"), d, "must be in (0, 1]"));
+                }
+            }
+            if o.target_update_episodes == Some(0) {
+                return Err(issue(key("target_update_episodes"), 0, "must be ≥ 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-task hyperparameters of an Independent DQN learner.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskOverrides {
+    /// Adam learning rate.
+    pub lr: Option<f64>,
+    /// Per-episode ε decay.
+    pub epsilon_decay: Option<f64>,
+    /// Target copy every this many of the task's episodes.
+    pub target_update_episodes: Option<usize>,
+    /// Transitions of the task needed before its updates start.
+    pub min_replay: Option<usize>,
+}
+
+/// Shared DQN: one SharedQMlp (8-d task embedding) for all tasks, mixed-task batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedDqnConfig {
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Global gradient-norm clip (0: none, as the predecessor).
+    pub grad_clip: f64,
+    /// Drop the task embedding (one network that cannot tell the tasks apart).
+    pub task_blind: bool,
+}
+
+impl Default for SharedDqnConfig {
+    fn default() -> Self {
+        Self {
+            lr: 5e-4,
+            grad_clip: 0.0,
+            task_blind: false,
+        }
+    }
+}
+
+impl SharedDqnConfig {
+    fn validate(&self) -> Result<(), ConfigIssue> {
+        positive("lr", self.lr)?;
+        non_negative("grad_clip", self.grad_clip)
+    }
+}
+
+/// BRC: BroNet + C51 (double-DQN action selection) + AdamW, as the design note specifies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrcConfig {
+    /// Width of BroNet's hidden layers.
+    pub hidden_dim: usize,
+    /// Number of residual blocks.
+    pub num_blocks: usize,
+    /// Task-embedding size.
+    pub embedding_dim: usize,
+    /// The BRC paper's block `x + LN(fc2(ReLU(LN(fc1(x)))))` instead of the design note's.
+    pub post_ln: bool,
+    /// Number of C51 atoms.
+    pub num_atoms: usize,
+    /// Lowest atom.
+    pub v_min: f64,
+    /// Highest atom.
+    pub v_max: f64,
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// AdamW decoupled weight decay (set explicitly: candle's default would be 0.01).
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (0 disables).
+    pub grad_clip: f64,
+}
+
+impl Default for BrcConfig {
+    fn default() -> Self {
+        Self {
+            hidden_dim: 256,
+            num_blocks: 3,
+            embedding_dim: 32,
+            post_ln: false,
+            num_atoms: 51,
+            v_min: -100.0,
+            v_max: 300.0,
+            lr: 3e-4,
+            weight_decay: 1e-4,
+            grad_clip: 10.0,
+        }
+    }
+}
+
+impl BrcConfig {
+    fn validate(&self) -> Result<(), ConfigIssue> {
+        if self.hidden_dim == 0 {
+            return Err(issue("hidden_dim", 0, "must be ≥ 1"));
+        }
+        if self.num_atoms < 2 {
+            return Err(issue("num_atoms", self.num_atoms, "must be ≥ 2"));
+        }
+        if !(self.v_min.is_finite() && self.v_max.is_finite() && self.v_min < self.v_max) {
+            return Err(issue(
+                "v_min",
+                self.v_min,
+                &format!("must be finite and < v_max ({})", self.v_max),
+            ));
+        }
+        positive("lr", self.lr)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        non_negative("grad_clip", self.grad_clip)
+    }
+
+    /// The network this config describes, for `num_tasks` tasks.
+    pub fn network(&self, num_tasks: usize) -> brc_nn::BroNetConfig {
+        brc_nn::BroNetConfig {
+            num_tasks,
+            embedding_dim: self.embedding_dim,
+            hidden_dim: self.hidden_dim,
+            num_blocks: self.num_blocks,
+            num_atoms: self.num_atoms,
+            post_ln: self.post_ln,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tasks() -> Vec<String> {
+        ["standard", "windy", "heavy"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn defaults_follow_the_design_note() {
+        let c = BrcConfig::default();
+        assert_eq!((c.num_atoms, c.v_min, c.v_max), (51, -100.0, 300.0));
+        assert_eq!((c.lr, c.weight_decay, c.grad_clip), (3e-4, 1e-4, 10.0));
+        assert_eq!(c.network(3).hidden_dim, 256);
+        assert_eq!(SharedDqnConfig::default().lr, 5e-4);
+        assert_eq!(IndependentDqnConfig::default().grad_clip, 10.0);
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_key() {
+        let c = AgentConfig::Brc(BrcConfig {
+            num_atoms: 1,
+            ..Default::default()
+        });
+        let e = c.validate(&tasks()).unwrap_err();
+        assert_eq!(e.to_string(), "num_atoms = 1: must be ≥ 2");
+        let c = AgentConfig::Brc(BrcConfig {
+            v_min: 10.0,
+            v_max: 0.0,
+            ..Default::default()
+        });
+        assert_eq!(c.validate(&tasks()).unwrap_err().key, "v_min");
+        let mut per_task = BTreeMap::new();
+        per_task.insert(
+            "moon".to_string(),
+            TaskOverrides {
+                lr: Some(1e-3),
+                ..Default::default()
+            },
+        );
+        let c = AgentConfig::IndependentDqn(IndependentDqnConfig {
+            per_task,
+            ..Default::default()
+        });
+        assert_eq!(c.validate(&tasks()).unwrap_err().key, "per_task.moon");
+    }
+
+    #[test]
+    fn parses_tagged_toml_and_rejects_unknown_keys() {
+        let c: AgentConfig = serde_json::from_str(r#"{"kind": "brc", "num_atoms": 101}"#).unwrap();
+        assert!(matches!(
+            c,
+            AgentConfig::Brc(BrcConfig { num_atoms: 101, .. })
+        ));
+        let e = serde_json::from_str::<AgentConfig>(r#"{"kind": "brc", "num_atom": 101}"#);
+        assert!(e.unwrap_err().to_string().contains("num_atom"));
+        assert!(serde_json::from_str::<AgentConfig>(r#"{"kind": "ppo"}"#).is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! Shared DQN: one MLP for all tasks, told the task by an 8-d learned embedding concatenated
+//! after the state (or task-blind), trained on mixed-task batches with MSE and Adam.
+
+use std::path::Path;
+
+use brc_buffer::Batch;
+use brc_nn::SharedQMlp;
+use rand::SeedableRng;
+use rand_pcg::Pcg32;
+use serde_json::json;
+
+use crate::checkpoint::{self, param_tensors, restore_params};
+use crate::exploration::EpsilonGreedy;
+use crate::optim::AdamW;
+use crate::td::{dqn_loss, flat_gradient, single_q, BatchTensors};
+use crate::{
+    Agent, AgentContext, AgentError, AgentKind, ReplaySource, Result, SharedDqnConfig, UpdateStats,
+    OBS_DIM,
+};
+
+/// The Shared DQN agent (the predecessor's best multi-task baseline).
+pub struct SharedDqn {
+    config: SharedDqnConfig,
+    ctx: AgentContext,
+    online: SharedQMlp,
+    target: SharedQMlp,
+    optimizer: AdamW,
+    exploration: EpsilonGreedy,
+    rng: Pcg32,
+    /// Episodes finished, over all tasks (target copies count these).
+    episodes: u64,
+}
+
+impl SharedDqn {
+    /// A freshly initialised agent.
+    pub fn new(config: SharedDqnConfig, ctx: AgentContext) -> Result<Self> {
+        if ctx.num_tasks() != brc_nn::NUM_TASKS && !config.task_blind {
+            return Err(AgentError::Batch(format!(
+                "shared_dqn's embedding has {} task rows, the run has {} tasks",
+                brc_nn::NUM_TASKS,
+                ctx.num_tasks()
+            )));
+        }
+        let mut init_rng = Pcg32::seed_from_u64(ctx.seed);
+        let online = if config.task_blind {
+            SharedQMlp::new_blind(&mut init_rng, &ctx.device)?
+        } else {
+            SharedQMlp::new(&mut init_rng, &ctx.device)?
+        };
+        let target = online.deep_clone()?;
+        let optimizer = AdamW::new(online.params().vars(), config.lr, 0.0)?;
+        Ok(Self {
+            exploration: EpsilonGreedy::new(ctx.exploration),
+            rng: Pcg32::seed_from_u64(ctx.seed ^ 0x5eed_e791),
+            config,
+            ctx,
+            online,
+            target,
+            optimizer,
+            episodes: 0,
+        })
+    }
+
+    fn check_task(&self, task: usize) -> Result<()> {
+        if task < self.ctx.num_tasks() {
+            Ok(())
+        } else {
+            Err(AgentError::Task {
+                task,
+                num_tasks: self.ctx.num_tasks(),
+            })
+        }
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        json!({ "agent": self.config, "tasks": self.ctx.task_names })
+    }
+}
+
+impl Agent for SharedDqn {
+    fn kind(&self) -> AgentKind {
+        AgentKind::SharedDqn
+    }
+
+    fn num_params(&self) -> usize {
+        self.online.num_params()
+    }
+
+    fn q_values(&self, obs: &[f32; OBS_DIM], task: usize) -> Result<[f32; 4]> {
+        self.check_task(task)?;
+        single_q(&self.online, obs, task)
+    }
+
+    fn act(&mut self, obs: &[f32; OBS_DIM], task: usize) -> Result<usize> {
+        match self.exploration.explore(&mut self.rng) {
+            Some(action) => Ok(action),
+            None => self.greedy_action(obs, task),
+        }
+    }
+
+    fn epsilon(&self, _task: usize) -> f64 {
+        self.exploration.epsilon
+    }
+
+    fn replay_source(&self, _task: usize) -> ReplaySource {
+        ReplaySource::Uniform
+    }
+
+    fn min_replay(&self, _task: usize) -> usize {
+        self.ctx.min_replay
+    }
+
+    fn update(&mut self, batch: &Batch) -> Result<UpdateStats> {
+        let b = BatchTensors::new(batch, &self.ctx.device)?;
+        let (loss, q_taken) = dqn_loss(&self.online, &self.target, &b, self.ctx.gamma)?;
+        let grads = loss.backward()?;
+        let grad_norm = self.optimizer.step(&grads, self.config.grad_clip)?;
+        Ok(UpdateStats {
+            loss: loss.to_scalar()?,
+            grad_norm,
+            mean_q: q_taken.mean_all()?.to_scalar()?,
+        })
+    }
+
+    fn end_episode(&mut self, task: usize) -> Result<()> {
+        self.check_task(task)?;
+        self.exploration.end_episode();
+        self.episodes += 1;
+        if self
+            .episodes
+            .is_multiple_of(self.ctx.target_update_episodes as u64)
+        {
+            self.target.copy_from(&self.online)?;
+        }
+        Ok(())
+    }
+
+    fn task_gradients(&mut self, batches: &[Batch]) -> Result<Option<Vec<Vec<f32>>>> {
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let b = BatchTensors::new(batch, &self.ctx.device)?;
+            let (loss, _) = dqn_loss(&self.online, &self.target, &b, self.ctx.gamma)?;
+            out.push(flat_gradient(&loss, self.online.params())?);
+        }
+        Ok(Some(out))
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        let mut tensors = param_tensors("online.", self.online.params());
+        tensors.extend(param_tensors("target.", self.target.params()));
+        let (moments, step) = self.optimizer.state("opt.");
+        tensors.extend(moments);
+        let state = json!({
+            "exploration": self.exploration,
+            "rng": self.rng,
+            "episodes": self.episodes,
+            "optimizer_step": step,
+        });
+        checkpoint::write(path, self.kind(), &self.config_json(), &state, tensors)
+    }
+
+    fn load(&mut self, path: &Path) -> Result<()> {
+        let loaded = checkpoint::read(path, self.kind(), &self.config_json(), &self.ctx.device)?;
+        restore_params(&loaded, "online.", self.online.params())?;
+        restore_params(&loaded, "target.", self.target.params())?;
+        let step = loaded.field("optimizer_step")?;
+        self.optimizer
+            .restore("opt.", step, |n, d| loaded.tensor(n, d))?;
+        self.exploration = loaded.field("exploration")?;
+        self.rng = loaded.field("rng")?;
+        self.episodes = loaded.field("episodes")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! Batches as tensors and the DQN temporal-difference loss shared by the two MLP agents.
+
+use brc_buffer::Batch;
+use brc_nn::QNetwork;
+use candle_core::{Device, Tensor, D};
+
+use crate::{AgentError, Result, OBS_DIM};
+
+/// A replay batch on the networks' device.
+pub(crate) struct BatchTensors {
+    pub(crate) obs: Tensor,
+    pub(crate) actions: Tensor,
+    pub(crate) rewards: Tensor,
+    pub(crate) next_obs: Tensor,
+    pub(crate) not_done: Tensor,
+    pub(crate) tasks: Tensor,
+}
+
+impl BatchTensors {
+    pub(crate) fn new(batch: &Batch, device: &Device) -> Result<Self> {
+        let b = batch.len();
+        if b == 0 {
+            return Err(AgentError::Batch("empty batch".into()));
+        }
+        let not_done: Vec<f32> = batch.terminated.iter().map(|d| 1.0 - d).collect();
+        Ok(Self {
+            obs: Tensor::from_slice(&batch.obs, (b, OBS_DIM), device)?,
+            actions: Tensor::from_slice(&batch.actions, (b, 1), device)?,
+            rewards: Tensor::from_slice(&batch.rewards, b, device)?,
+            next_obs: Tensor::from_slice(&batch.next_obs, (b, OBS_DIM), device)?,
+            not_done: Tensor::from_vec(not_done, b, device)?,
+            tasks: Tensor::from_slice(&batch.tasks, b, device)?,
+        })
+    }
+}
+
+/// DQN's loss: mean of (Q(s, a) − (r + γ (1 − done) max_a' Q_target(s', a')))².
+/// Returns the loss and Q(s, a).
+pub(crate) fn dqn_loss<N: QNetwork>(
+    online: &N,
+    target: &N,
+    b: &BatchTensors,
+    gamma: f64,
+) -> Result<(Tensor, Tensor)> {
+    let q = online.forward(&b.obs, &b.tasks)?;
+    let q_taken = q.gather(&b.actions, 1)?.squeeze(1)?;
+    let next_max = target
+        .forward(&b.next_obs, &b.tasks)?
+        .max(D::Minus1)?
+        .detach();
+    let td_target = (&b.rewards + (next_max * &b.not_done)?.affine(gamma, 0.0)?)?;
+    let loss = (&q_taken - td_target)?.sqr()?.mean_all()?;
+    Ok((loss, q_taken))
+}
+
+/// Q-values of one observation on `task` (a batch of one).
+pub(crate) fn single_q<N: QNetwork>(
+    net: &N,
+    obs: &[f32; OBS_DIM],
+    task: usize,
+) -> Result<[f32; crate::NUM_ACTIONS]> {
+    let device = net.params().device();
+    let o = Tensor::from_slice(obs, (1, OBS_DIM), device)?;
+    let t = Tensor::from_slice(&[task as u32], 1, device)?;
+    let q: Vec<f32> = net.forward(&o, &t)?.flatten_all()?.to_vec1()?;
+    q.try_into()
+        .map_err(|_| AgentError::Batch("network did not return 4 Q-values".into()))
+}
+
+/// All gradients of `loss` with respect to `params`, flattened in parameter order.
+pub(crate) fn flat_gradient(loss: &Tensor, params: &brc_nn::ParamStore) -> Result<Vec<f32>> {
+    let grads = loss.backward()?;
+    let mut out = Vec::with_capacity(params.num_params());
+    for (_, v) in params.named_vars() {
+        match grads.get(v) {
+            Some(g) => out.extend(g.flatten_all()?.to_vec1::<f32>()?),
+            None => out.extend(std::iter::repeat_n(0.0, v.elem_count())),
+        }
+    }
+    Ok(out)
+}
