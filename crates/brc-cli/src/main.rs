@@ -2,6 +2,7 @@
 //! the work lives in the library crates.
 
 mod env_cmd;
+mod train_cmd;
 
 use std::process::ExitCode;
 
@@ -21,19 +22,34 @@ enum Command {
     /// Inspect the LunarLander environments: fidelity checks and the heuristic pilot.
     #[command(subcommand)]
     Env(env_cmd::EnvCommand),
+    /// Train an agent from a config (one run, or several seeds in parallel).
+    Train(train_cmd::TrainArgs),
 }
 
 fn main() -> ExitCode {
+    // One compute thread per run: candle's matmuls at these sizes only slow down with more
+    // threads, and parallel seeds use the other cores. The user's setting wins.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Env(cmd) => env_cmd::run(cmd),
+        Command::Train(args) => train_cmd::run(args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            // One line naming the problem, with its causes.
+            // One line naming the problem and its causes; bad input exits with 2.
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

@@ -1,2 +1,19 @@
-//! The training and evaluation pipeline: configs, the round-robin multi-task trainer,
-//! evaluation, checkpoints, metrics, resume and parallel seeds. (Being built.)
+//! The training and evaluation pipeline: run configs, the round-robin multi-task trainer,
+//! greedy evaluation on held-out seeds, checkpoints, metrics files and parallel seeds.
+//!
+//! One loop trains every agent: episode i runs task i mod n; each env step is stored in the
+//! replay buffer and followed by the agent's updates once enough transitions are there.
+
+pub mod config;
+mod evaluation;
+mod records;
+mod run_dir;
+mod seeds;
+mod trainer;
+
+pub use config::{load_config, parse_config, ConfigError, RunConfig};
+pub use evaluation::{evaluate_agent, EvalEpisode, TaskEvaluation};
+pub use records::{EpisodeRecord, EvalRecord, GradientConflict, Summary};
+pub use run_dir::{write_atomic, RunDir};
+pub use seeds::{eval_env_seed, train_env_seed};
+pub use trainer::{train, Progress, TrainError, TrainOptions};

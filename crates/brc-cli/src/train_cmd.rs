@@ -1,0 +1,200 @@
+//! `brc train`: one run, or several seeds in parallel (one thread each).
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use brc_train::{
+    load_config, train, EpisodeRecord, EvalRecord, Progress, RunConfig, Summary, TrainOptions,
+};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// The run config (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Run seed (overrides run.seed).
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// Several seeds in parallel, e.g. `0..5`, into `<out>/<name>/seed-<k>/`.
+    #[arg(long, value_parser = parse_range)]
+    seeds: Option<Range<u64>>,
+    /// Override a config value, e.g. `--set training.episodes_per_task=100` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Output directory (overrides run.output_dir).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Replace an existing run directory.
+    #[arg(long)]
+    force: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the summaries as one JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_range(s: &str) -> Result<Range<u64>, String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("{s:?}: expected A..B, e.g. 0..5"))?;
+    let a: u64 = a.trim().parse().map_err(|_| format!("{s:?}: bad start"))?;
+    let b: u64 = b.trim().parse().map_err(|_| format!("{s:?}: bad end"))?;
+    if a >= b {
+        return Err(format!("{s:?}: empty range"));
+    }
+    Ok(a..b)
+}
+
+/// Draws one progress bar per run.
+struct Bar {
+    bar: ProgressBar,
+    last: Vec<Option<f64>>,
+    names: Vec<String>,
+}
+
+impl Progress for Bar {
+    fn episode(&mut self, r: &EpisodeRecord, total: usize) {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(r.episode as u64 + 1);
+        self.last[r.task_id] = Some(r.episode_return);
+        let returns: Vec<String> = self
+            .names
+            .iter()
+            .zip(&self.last)
+            .map(|(n, v)| format!("{n} {}", v.map_or("-".into(), |v| format!("{v:.0}"))))
+            .collect();
+        let rate = r.updates as f64 / r.wall_seconds.max(1e-9);
+        self.bar.set_message(format!(
+            "{} | ε {:.3} | {rate:.0} upd/s",
+            returns.join(" "),
+            r.epsilon
+        ));
+    }
+
+    fn evaluation(&mut self, r: &EvalRecord) {
+        let kind = if r.is_final { "final eval" } else { "eval" };
+        self.bar.println(format!(
+            "{kind} after {} episodes: average {:.1} ({})",
+            r.after_episode,
+            r.average,
+            r.mean_return
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    let mut config = load_config(&args.config, &args.overrides)?;
+    if let Some(seed) = args.seed {
+        config.run.seed = seed;
+    }
+    if let Some(out) = &args.out {
+        config.run.output_dir = out.clone();
+    }
+    let base = config.run.output_dir.join(&config.run.name);
+    let runs: Vec<(RunConfig, PathBuf)> = match &args.seeds {
+        None => vec![(config.clone(), base)],
+        Some(range) => range
+            .clone()
+            .map(|k| {
+                let mut c = config.clone();
+                c.run.seed = k;
+                (c, base.join(format!("seed-{k}")))
+            })
+            .collect(),
+    };
+    for (_, dir) in &runs {
+        if dir.exists()
+            && !args.force
+            && dir
+                .read_dir()
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+        {
+            bail!(
+                "run directory {} already exists (use --force to overwrite it)",
+                dir.display()
+            );
+        }
+    }
+
+    let multi = MultiProgress::with_draw_target(if args.quiet {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    });
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} ep  ETA {eta}  {msg}")
+            .expect("valid template")
+            .progress_chars("=> ");
+    let train_one = |(config, dir): &(RunConfig, PathBuf)| -> Result<Summary> {
+        let bar = multi.add(ProgressBar::new(0).with_style(style.clone()));
+        bar.set_prefix(format!("{} seed {}", config.run.name, config.run.seed));
+        let mut progress = Bar {
+            bar: bar.clone(),
+            last: vec![None; config.tasks.len()],
+            names: config.task_names(),
+        };
+        let opts = TrainOptions {
+            run_dir: dir.clone(),
+            force: args.force,
+        };
+        let summary = train(config, &opts, &mut progress)
+            .with_context(|| format!("run {}", dir.display()))?;
+        bar.finish();
+        Ok(summary)
+    };
+    let summaries: Vec<Summary> = if runs.len() == 1 {
+        vec![train_one(&runs[0])?]
+    } else {
+        // One single-threaded run per worker; envs are built inside each run's thread.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(runs.len().min(cores))
+            .build()
+            .context("cannot start the thread pool")?;
+        pool.install(|| runs.par_iter().map(train_one).collect::<Result<_>>())?
+    };
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summaries)?);
+    } else {
+        print_table(&summaries, &config);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(summaries: &[Summary], config: &RunConfig) {
+    let names = config.task_names();
+    print!("{:<6}", "seed");
+    for n in &names {
+        print!(" {n:>10}");
+    }
+    println!(
+        " {:>9} {:>10} {:>10} {:>10} {:>9}",
+        "average", "params", "env steps", "updates", "wall s"
+    );
+    for s in summaries {
+        print!("{:<6}", s.seed);
+        for n in &names {
+            print!(
+                " {:>10.1}",
+                s.final_eval.get(n).copied().unwrap_or(f64::NAN)
+            );
+        }
+        println!(
+            " {:>9.1} {:>10} {:>10} {:>10} {:>9.1}",
+            s.final_average, s.parameters, s.env_steps, s.updates, s.wall_seconds
+        );
+    }
+}

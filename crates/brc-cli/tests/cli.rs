@@ -1,0 +1,103 @@
+//! The `brc` binary: exit codes, one-line errors and JSON output.
+
+use std::process::Command;
+
+fn brc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_brc"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn config_errors_exit_2_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("x.toml");
+    std::fs::write(
+        &bad,
+        "[run]\nname = \"x\"\n[agent]\nkind = \"brc\"\nnum_atoms = 1\n",
+    )
+    .unwrap();
+    let o = brc(&["train", "--config", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("x.toml: agent.num_atoms = 1: must be ≥ 2"),
+        "{e}"
+    );
+
+    let o = brc(&["train", "--config", "configs/missing.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("configs/missing.toml"));
+
+    let o = brc(&[
+        "train",
+        "--config",
+        "configs/smoke.toml",
+        "--set",
+        "training.batch_sise=3",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("training.batch_sise"), "{}", stderr(&o));
+}
+
+#[test]
+fn train_smoke_then_refuse_to_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let args = [
+        "train",
+        "--config",
+        "configs/smoke.toml",
+        "--out",
+        out,
+        "--quiet",
+        "--json",
+    ];
+    let o = brc(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summaries: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summaries[0]["episodes"], 6);
+    let o = brc(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+}
+
+#[test]
+fn env_commands_print_json_and_check_the_fixtures() {
+    let o = brc(&[
+        "env",
+        "heuristic",
+        "--task",
+        "heavy",
+        "--episodes",
+        "5",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["task"], "heavy");
+    assert_eq!(rows[0]["episodes"], 5);
+
+    let o = brc(&[
+        "env",
+        "check",
+        "--json",
+        "--refdata",
+        "crates/brc-envs/tests/fixtures/refdata_windy.json.gz",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["pass"], true);
+    assert_eq!(report["files"][0]["draws_equal"], 20);
+
+    let o = brc(&["env", "heuristic", "--task", "moon"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown task"));
+}

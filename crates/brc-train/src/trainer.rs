@@ -1,0 +1,486 @@
+//! The round-robin multi-task training loop, the same for every agent.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use brc_agents::{build_agent, Agent, AgentContext, ReplaySource, UpdateStats};
+use brc_buffer::{Batch, ReplayBuffer, Transition};
+use brc_envs::{Env, LunarLander, Outcome};
+use rand::SeedableRng;
+use rand_pcg::Pcg32;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::evaluation::{evaluate_agent, TaskEvaluation};
+use crate::records::{EpisodeRecord, EvalRecord, GradientConflict, Summary};
+use crate::run_dir::{write_atomic, RunDir};
+use crate::seeds::{derive, train_env_seed, Stream};
+use crate::RunConfig;
+
+/// Errors that stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The run directory exists and may hold earlier results.
+    #[error(
+        "run directory {0} already exists (use --force to overwrite it or --resume to continue it)"
+    )]
+    RunExists(PathBuf),
+    /// A file could not be written or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The agent failed (network, checkpoint, batch).
+    #[error(transparent)]
+    Agent(#[from] brc_agents::AgentError),
+    /// The environment failed.
+    #[error(transparent)]
+    Env(#[from] brc_envs::EnvError),
+    /// The replay buffer failed.
+    #[error(transparent)]
+    Buffer(#[from] brc_buffer::BufferError),
+    /// The device could not be set up.
+    #[error(transparent)]
+    Nn(#[from] brc_nn::NnError),
+    /// The loss became NaN or infinite.
+    #[error("non-finite loss ({loss}) in episode {episode}; checkpoint saved to {checkpoint}")]
+    NonFiniteLoss {
+        /// 0-based episode index.
+        episode: usize,
+        /// The loss value.
+        loss: f32,
+        /// Where the state before the failure was saved.
+        checkpoint: PathBuf,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where a run goes and what may be replaced.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The run directory (`<output_dir>/<name>/[seed-<k>/]`).
+    pub run_dir: PathBuf,
+    /// Replace an existing run directory.
+    pub force: bool,
+}
+
+/// Receives progress events (the CLI draws a progress bar from them).
+pub trait Progress {
+    /// After each training episode; `total` is the number of episodes of the run.
+    fn episode(&mut self, _record: &EpisodeRecord, _total: usize) {}
+    /// After each evaluation.
+    fn evaluation(&mut self, _record: &EvalRecord) {}
+}
+
+/// Ignores all events.
+impl Progress for () {}
+
+/// Counters and RNG that a checkpoint must carry besides the agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    episodes_done: usize,
+    env_steps: u64,
+    updates: u64,
+    replay_rng: Pcg32,
+    best_average: f64,
+    best_after_episode: usize,
+}
+
+/// Running means over one episode's updates.
+#[derive(Default)]
+struct UpdateMeans {
+    n: u32,
+    loss: f64,
+    q: f64,
+    grad_norm: f64,
+}
+
+impl UpdateMeans {
+    fn add(&mut self, s: &UpdateStats) {
+        self.n += 1;
+        self.loss += f64::from(s.loss);
+        self.q += f64::from(s.mean_q);
+        self.grad_norm += f64::from(s.grad_norm);
+    }
+    fn mean(&self, total: f64) -> Option<f64> {
+        (self.n > 0).then(|| total / f64::from(self.n))
+    }
+}
+
+/// JSONL log files, buffered and flushed at checkpoints and at the end.
+struct Logs {
+    episodes: BufWriter<File>,
+    evals: BufWriter<File>,
+    conflict: BufWriter<File>,
+}
+
+impl Logs {
+    fn create(dir: &RunDir) -> Result<Self, TrainError> {
+        let open = |p: PathBuf| File::create(&p).map(BufWriter::new).map_err(io(&p));
+        Ok(Self {
+            episodes: open(dir.episodes())?,
+            evals: open(dir.evals())?,
+            conflict: open(dir.conflict())?,
+        })
+    }
+
+    fn line<T: Serialize>(
+        w: &mut BufWriter<File>,
+        value: &T,
+        path: &Path,
+    ) -> Result<(), TrainError> {
+        let text = serde_json::to_string(value).expect("records serialize");
+        writeln!(w, "{text}").map_err(io(path))
+    }
+
+    fn flush(&mut self, dir: &RunDir) -> Result<(), TrainError> {
+        self.episodes.flush().map_err(io(&dir.episodes()))?;
+        self.evals.flush().map_err(io(&dir.evals()))?;
+        self.conflict.flush().map_err(io(&dir.conflict()))
+    }
+}
+
+/// Trains the agent `config` describes, writing every artifact into `opts.run_dir`, and
+/// returns the summary. Same config and seed on CPU ⇒ identical records apart from
+/// `wall_seconds`.
+pub fn train(
+    config: &RunConfig,
+    opts: &TrainOptions,
+    progress: &mut dyn Progress,
+) -> Result<Summary, TrainError> {
+    let dir = RunDir::new(&opts.run_dir);
+    prepare_dir(&dir, opts.force)?;
+    write_atomic(&dir.config(), config.to_toml_string().as_bytes()).map_err(io(&dir.config()))?;
+
+    let seed = config.run.seed;
+    let tasks = &config.tasks;
+    let names = config.task_names();
+    let n_tasks = tasks.len();
+    let training = &config.training;
+    let ctx = AgentContext {
+        task_names: names.clone(),
+        gamma: training.gamma,
+        exploration: config.exploration(),
+        target_update_episodes: training.target_update_episodes,
+        min_replay: training.min_replay,
+        seed: derive(seed, Stream::Agent),
+        device: brc_nn::select_device(&config.run.device)?,
+    };
+    let mut agent = build_agent(&config.agent, &ctx)?;
+    let mut train_envs = make_envs(config)?;
+    let mut eval_envs = make_envs(config)?;
+    let mut buffer = ReplayBuffer::new(training.buffer_capacity)?;
+    let mut batch = Batch::with_capacity(training.batch_size);
+    let mut probe_rng = Pcg32::seed_from_u64(derive(seed, Stream::Probe));
+    let mut probes: Option<Vec<Batch>> = None;
+    let mut state = TrainerState {
+        episodes_done: 0,
+        env_steps: 0,
+        updates: 0,
+        replay_rng: Pcg32::seed_from_u64(derive(seed, Stream::Replay)),
+        best_average: f64::NEG_INFINITY,
+        best_after_episode: 0,
+    };
+    let mut logs = Logs::create(&dir)?;
+    let mut history: Vec<EpisodeRecord> = Vec::new();
+    let mut eval_history: Vec<EvalRecord> = Vec::new();
+    let total = training.episodes_per_task * n_tasks;
+    let start = Instant::now();
+
+    tracing::info!(
+        agent = %agent.kind(), params = agent.num_params(), episodes = total,
+        dir = %dir.root().display(), "training"
+    );
+    for episode in 0..total {
+        let task = episode % n_tasks;
+        let spec = &tasks[task];
+        let env = &mut train_envs[task];
+        let epsilon = agent.epsilon(task);
+        let mut obs = env.reset(train_env_seed(seed, episode as u64));
+        let mut means = UpdateMeans::default();
+        let mut episode_return = 0.0;
+        let mut length = 0;
+        let mut outcome = Outcome::TimeLimit;
+        for _ in 0..spec.max_episode_steps {
+            let action = agent.act(&obs, task)?;
+            let step = env.step(action)?;
+            buffer.push(&Transition {
+                obs,
+                action: action as u32,
+                reward: step.reward as f32,
+                next_obs: step.obs,
+                terminated: step.terminated(),
+                task,
+            })?;
+            state.env_steps += 1;
+            length += 1;
+            episode_return += step.reward;
+            obs = step.obs;
+
+            let source = agent.replay_source(task);
+            let available = match source {
+                ReplaySource::Uniform => buffer.len(),
+                ReplaySource::Task(t) => buffer.task_len(t),
+            };
+            if available >= agent.min_replay(task).max(1) {
+                for _ in 0..training.updates_per_step {
+                    match source {
+                        ReplaySource::Uniform => buffer.sample_uniform(
+                            &mut state.replay_rng,
+                            &mut batch,
+                            training.batch_size,
+                        )?,
+                        ReplaySource::Task(t) => buffer.sample_task(
+                            &mut state.replay_rng,
+                            &mut batch,
+                            training.batch_size,
+                            t,
+                        )?,
+                    }
+                    let stats = agent.update(&batch)?;
+                    state.updates += 1;
+                    if !stats.loss.is_finite() {
+                        let checkpoint = dir.checkpoint(&format!("ep{episode}-nonfinite"));
+                        save_checkpoint(agent.as_ref(), &state, &checkpoint)?;
+                        logs.flush(&dir)?;
+                        return Err(TrainError::NonFiniteLoss {
+                            episode,
+                            loss: stats.loss,
+                            checkpoint,
+                        });
+                    }
+                    means.add(&stats);
+                }
+            }
+            if let Some(t) = step.termination {
+                outcome = t.into();
+                break;
+            }
+        }
+        agent.end_episode(task)?;
+        state.episodes_done = episode + 1;
+
+        let record = EpisodeRecord {
+            episode,
+            task_id: task,
+            task: spec.name.clone(),
+            episode_return,
+            length,
+            terminated: outcome != Outcome::TimeLimit,
+            time_limited: outcome == Outcome::TimeLimit,
+            outcome: outcome.name().to_string(),
+            epsilon,
+            mean_loss: means.mean(means.loss),
+            mean_q: means.mean(means.q),
+            grad_norm: means.mean(means.grad_norm),
+            env_steps: state.env_steps,
+            updates: state.updates,
+            wall_seconds: start.elapsed().as_secs_f64(),
+        };
+        Logs::line(&mut logs.episodes, &record, &dir.episodes())?;
+        progress.episode(&record, total);
+        history.push(record);
+        let done = state.episodes_done;
+
+        let conflict_every = config.evaluation.gradient_conflict_interval;
+        if conflict_every > 0 && done.is_multiple_of(conflict_every) && n_tasks > 1 {
+            if probes.is_none() && (0..n_tasks).all(|t| buffer.task_len(t) >= training.batch_size) {
+                // Fixed probe batches, drawn once, so measurements compare over training.
+                let mut fixed = Vec::with_capacity(n_tasks);
+                for t in 0..n_tasks {
+                    let mut b = Batch::with_capacity(training.batch_size);
+                    buffer.sample_task(&mut probe_rng, &mut b, training.batch_size, t)?;
+                    fixed.push(b);
+                }
+                probes = Some(fixed);
+            }
+            if let Some(p) = &probes {
+                if let Some(grads) = agent.task_gradients(p)? {
+                    let conflict = GradientConflict::measure(done, &names, &grads);
+                    Logs::line(&mut logs.conflict, &conflict, &dir.conflict())?;
+                }
+            }
+        }
+
+        if done.is_multiple_of(config.evaluation.interval_episodes) && done < total {
+            let evals = evaluate_agent(
+                agent.as_ref(),
+                tasks,
+                &mut eval_envs,
+                config.evaluation.episodes,
+                config.evaluation.seed,
+            )?;
+            let record = eval_record(&evals, &state, false);
+            Logs::line(&mut logs.evals, &record, &dir.evals())?;
+            progress.evaluation(&record);
+            if record.average > state.best_average {
+                state.best_average = record.average;
+                state.best_after_episode = done;
+                save_checkpoint(agent.as_ref(), &state, &dir.checkpoint("best"))?;
+            }
+            eval_history.push(record);
+        }
+        if done.is_multiple_of(config.checkpoints.interval_episodes) && done < total {
+            save_checkpoint(
+                agent.as_ref(),
+                &state,
+                &dir.checkpoint(&format!("ep{done}")),
+            )?;
+            logs.flush(&dir)?;
+        }
+    }
+    let wall_seconds = start.elapsed().as_secs_f64();
+
+    save_checkpoint(agent.as_ref(), &state, &dir.checkpoint("final"))?;
+    let evals = evaluate_agent(
+        agent.as_ref(),
+        tasks,
+        &mut eval_envs,
+        config.evaluation.final_episodes,
+        config.evaluation.seed,
+    )?;
+    let final_record = eval_record(&evals, &state, true);
+    Logs::line(&mut logs.evals, &final_record, &dir.evals())?;
+    progress.evaluation(&final_record);
+    if state.best_average == f64::NEG_INFINITY || final_record.average > state.best_average {
+        // The final policy is the best one seen: `best` is always present.
+        state.best_average = final_record.average;
+        state.best_after_episode = state.episodes_done;
+        save_checkpoint(agent.as_ref(), &state, &dir.checkpoint("best"))?;
+    }
+    eval_history.push(final_record.clone());
+    logs.flush(&dir)?;
+
+    let summary = Summary {
+        name: config.run.name.clone(),
+        agent: agent.kind().name().to_string(),
+        seed,
+        parameters: agent.num_params(),
+        episodes: state.episodes_done,
+        env_steps: state.env_steps,
+        updates: state.updates,
+        wall_seconds,
+        final_eval: final_record.mean_return.clone(),
+        final_average: final_record.average,
+        final_success_rate: evals
+            .iter()
+            .map(|e| (e.task.clone(), e.success_rate()))
+            .collect(),
+        best_average: state.best_average,
+        best_after_episode: state.best_after_episode,
+    };
+    let text = serde_json::to_string_pretty(&summary).expect("summary serializes");
+    write_atomic(&dir.summary(), text.as_bytes()).map_err(io(&dir.summary()))?;
+    write_predecessor_metrics(&dir, config, &summary, &history, &eval_history)?;
+    Ok(summary)
+}
+
+fn prepare_dir(dir: &RunDir, force: bool) -> Result<(), TrainError> {
+    let root = dir.root();
+    if root.exists() {
+        let empty = std::fs::read_dir(root).map_err(io(root))?.next().is_none();
+        if !empty {
+            if !force {
+                return Err(TrainError::RunExists(root.to_path_buf()));
+            }
+            std::fs::remove_dir_all(root).map_err(io(root))?;
+        }
+    }
+    std::fs::create_dir_all(dir.checkpoints()).map_err(io(root))
+}
+
+fn make_envs(config: &RunConfig) -> Result<Vec<LunarLander>, TrainError> {
+    config
+        .tasks
+        .iter()
+        .map(|t| LunarLander::new(t.clone()).map_err(TrainError::from))
+        .collect()
+}
+
+fn eval_record(evals: &[TaskEvaluation], state: &TrainerState, is_final: bool) -> EvalRecord {
+    let mean_return: BTreeMap<String, f64> = evals
+        .iter()
+        .map(|e| (e.task.clone(), e.mean_return()))
+        .collect();
+    EvalRecord {
+        after_episode: state.episodes_done,
+        env_steps: state.env_steps,
+        updates: state.updates,
+        episodes: evals.first().map_or(0, |e| e.episodes.len()),
+        average: mean_return.values().sum::<f64>() / mean_return.len() as f64,
+        mean_return,
+        returns: evals
+            .iter()
+            .map(|e| {
+                let r = e.episodes.iter().map(|x| x.episode_return).collect();
+                (e.task.clone(), r)
+            })
+            .collect(),
+        is_final,
+        gradient_conflict: None,
+    }
+}
+
+/// A checkpoint directory: the agent (safetensors) and the trainer's counters and RNG.
+fn save_checkpoint(agent: &dyn Agent, state: &TrainerState, path: &Path) -> Result<(), TrainError> {
+    std::fs::create_dir_all(path).map_err(io(path))?;
+    agent.save(&path.join("agent.safetensors"))?;
+    let text = serde_json::to_string_pretty(state).expect("state serializes");
+    let file = path.join("trainer.json");
+    write_atomic(&file, text.as_bytes()).map_err(io(&file))
+}
+
+/// `metrics.json` in the predecessor's multi-task schema, so its tools read our runs.
+fn write_predecessor_metrics(
+    dir: &RunDir,
+    config: &RunConfig,
+    summary: &Summary,
+    history: &[EpisodeRecord],
+    evals: &[EvalRecord],
+) -> Result<(), TrainError> {
+    let episodes: Vec<_> = history
+        .iter()
+        .map(|r| {
+            json!({
+                "episode": r.episode, "task": r.task, "task_id": r.task_id,
+                "reward": r.episode_return, "steps": r.length,
+                "loss": r.mean_loss.unwrap_or(0.0), "epsilon": r.epsilon,
+            })
+        })
+        .collect();
+    let mut eval_history: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut best: BTreeMap<&str, f64> = BTreeMap::new();
+    for e in evals.iter().filter(|e| !e.is_final) {
+        for (task, &m) in &e.mean_return {
+            eval_history.entry(task).or_default().push(m);
+            let b = best.entry(task).or_insert(f64::NEG_INFINITY);
+            *b = b.max(m);
+        }
+    }
+    let doc = json!({
+        "method": summary.agent,
+        "total_episodes": summary.episodes,
+        "episodes_per_task": config.training.episodes_per_task,
+        "parameters": summary.parameters,
+        "episodes": episodes,
+        "eval_history": eval_history,
+        "best_rewards": best,
+        "total_env_steps": summary.env_steps,
+        "total_gradient_updates": summary.updates,
+        "config": config,
+    });
+    let text = serde_json::to_string(&doc).expect("metrics serialize");
+    write_atomic(&dir.metrics(), text.as_bytes()).map_err(io(&dir.metrics()))
+}

@@ -1,0 +1,146 @@
+//! End-to-end on `configs/smoke.toml`: every artifact, determinism, refusal to overwrite.
+
+use std::path::{Path, PathBuf};
+
+use brc_train::{
+    load_config, train, EpisodeRecord, EvalRecord, RunConfig, TrainError, TrainOptions,
+};
+
+fn smoke(overrides: &[&str]) -> RunConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/smoke.toml");
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    load_config(&path, &overrides).unwrap()
+}
+
+fn run(config: &RunConfig, dir: &Path) -> brc_train::Summary {
+    let opts = TrainOptions {
+        run_dir: dir.to_path_buf(),
+        force: false,
+    };
+    train(config, &opts, &mut ()).unwrap()
+}
+
+fn lines<T: serde::de::DeserializeOwned>(path: PathBuf) -> Vec<T> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn smoke_run_writes_every_artifact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("smoke");
+    let config = smoke(&[]);
+    let summary = run(&config, &dir);
+
+    let episodes: Vec<EpisodeRecord> = lines(dir.join("episodes.jsonl"));
+    assert_eq!(episodes.len(), 6);
+    // Round-robin over the tasks, time limit cut to 60 steps by the config.
+    let tasks: Vec<usize> = episodes.iter().map(|e| e.task_id).collect();
+    assert_eq!(tasks, [0, 1, 2, 0, 1, 2]);
+    assert!(episodes.iter().all(|e| e.length <= 60));
+    assert!(episodes.iter().all(|e| e.time_limited != e.terminated));
+    assert_eq!(episodes.last().unwrap().env_steps, summary.env_steps);
+    assert!(
+        summary.updates > 0,
+        "updates start once min_replay is reached"
+    );
+    assert!(episodes[0].mean_loss.is_none() && episodes[5].mean_loss.is_some());
+    // ε decays per episode.
+    assert!(episodes[1].epsilon < episodes[0].epsilon);
+
+    let evals: Vec<EvalRecord> = lines(dir.join("evals.jsonl"));
+    assert_eq!(
+        evals.len(),
+        2,
+        "one periodic evaluation (after 3) and the final one"
+    );
+    assert!(!evals[0].is_final && evals[1].is_final);
+    assert_eq!(evals[1].episodes, 2);
+    assert_eq!(evals[1].average, summary.final_average);
+
+    let conflict = std::fs::read_to_string(dir.join("conflict.jsonl")).unwrap();
+    assert_eq!(
+        conflict.lines().count(),
+        2,
+        "measured after episodes 3 and 6"
+    );
+    for name in ["ep3", "best", "final"] {
+        assert!(dir
+            .join("checkpoints")
+            .join(name)
+            .join("agent.safetensors")
+            .is_file());
+        assert!(dir
+            .join("checkpoints")
+            .join(name)
+            .join("trainer.json")
+            .is_file());
+    }
+    // The resolved config round-trips, and metrics.json follows the predecessor's schema.
+    let resolved = brc_train::load_config(&dir.join("config.toml"), &[]).unwrap();
+    assert_eq!(resolved, config);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["episodes"].as_array().unwrap().len(), 6);
+    assert_eq!(metrics["total_env_steps"], summary.env_steps);
+    assert!(metrics["eval_history"]["windy"].is_array());
+}
+
+#[test]
+fn same_seed_same_metrics_other_seed_differs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let strip = |dir: &Path| -> Vec<serde_json::Value> {
+        lines::<serde_json::Value>(dir.join("episodes.jsonl"))
+            .into_iter()
+            .map(|mut v| {
+                v.as_object_mut().unwrap().remove("wall_seconds");
+                v
+            })
+            .collect()
+    };
+    let config = smoke(&[]);
+    run(&config, &tmp.path().join("a"));
+    run(&config, &tmp.path().join("b"));
+    run(&smoke(&["run.seed=1"]), &tmp.path().join("c"));
+    assert_eq!(strip(&tmp.path().join("a")), strip(&tmp.path().join("b")));
+    assert_ne!(strip(&tmp.path().join("a")), strip(&tmp.path().join("c")));
+    let evals = |d: &str| std::fs::read_to_string(tmp.path().join(d).join("evals.jsonl")).unwrap();
+    assert_eq!(evals("a"), evals("b"));
+}
+
+#[test]
+fn an_existing_run_is_never_overwritten_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let config = smoke(&["training.episodes_per_task=1"]);
+    run(&config, &dir);
+    let before = std::fs::read(dir.join("summary.json")).unwrap();
+    let opts = TrainOptions {
+        run_dir: dir.clone(),
+        force: false,
+    };
+    let e = train(&config, &opts, &mut ()).unwrap_err();
+    assert!(matches!(e, TrainError::RunExists(_)), "{e}");
+    assert_eq!(std::fs::read(dir.join("summary.json")).unwrap(), before);
+    let opts = TrainOptions {
+        run_dir: dir.clone(),
+        force: true,
+    };
+    train(&config, &opts, &mut ()).unwrap();
+}
+
+#[test]
+fn every_agent_trains_on_the_smoke_tasks() {
+    let tmp = tempfile::tempdir().unwrap();
+    for kind in ["independent_dqn", "shared_dqn"] {
+        let mut config = smoke(&["training.episodes_per_task=1"]);
+        config.agent = serde_json::from_value(serde_json::json!({ "kind": kind })).unwrap();
+        config.training.min_replay = 40;
+        let summary = run(&config, &tmp.path().join(kind));
+        assert_eq!(summary.agent, kind);
+        assert!(summary.updates > 0, "{kind}");
+    }
+}
