@@ -2,11 +2,19 @@
 //! the work lives in the library crates.
 
 mod env_cmd;
+mod evaluate_cmd;
+mod info_cmd;
 mod train_cmd;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+// candle allocates a fresh buffer per tensor op; glibc's malloc hands large freed blocks back
+// to the OS and page-faults them in again on the next update, mimalloc keeps them
+// (measured by `cargo bench -p brc-agents --bench agent_step`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Multi-task RL on LunarLander: can one big, regularized, distributional value network learn
 /// several related tasks as well as separate networks?
@@ -24,6 +32,10 @@ enum Command {
     Env(env_cmd::EnvCommand),
     /// Train an agent from a config (one run, or several seeds in parallel).
     Train(train_cmd::TrainArgs),
+    /// Evaluate a trained agent greedily on held-out seeds.
+    Evaluate(evaluate_cmd::EvaluateArgs),
+    /// Show the agent a config describes and its exact parameter count.
+    Info(info_cmd::InfoArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +55,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Env(cmd) => env_cmd::run(cmd),
         Command::Train(args) => train_cmd::run(args),
+        Command::Evaluate(args) => evaluate_cmd::run(args),
+        Command::Info(args) => info_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -67,6 +67,59 @@ fn train_smoke_then_refuse_to_overwrite() {
     let o = brc(&args);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+
+    // The trained agent evaluates from its checkpoints, and the results land next to them.
+    let run = tmp.path().join("smoke");
+    let run = run.to_str().unwrap();
+    let o = brc(&[
+        "evaluate",
+        "--run",
+        run,
+        "--checkpoint",
+        "final",
+        "--episodes",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["tasks"].as_array().unwrap().len(), 3);
+    assert_eq!(report["tasks"][1]["episodes"], 2);
+    assert!(tmp
+        .path()
+        .join("smoke/checkpoints/final/evaluation-all-seed1000000-n2.json")
+        .is_file());
+    let o = brc(&["evaluate", "--run", run, "--checkpoint", "ep99"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no such checkpoint"), "{}", stderr(&o));
+    let o = brc(&["evaluate", "--run", run, "--task", "moon"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn info_reports_exact_parameter_counts() {
+    for (config, params) in [
+        ("configs/brc.toml", 459_820),
+        ("configs/shared_dqn.toml", 37_788),
+        ("configs/independent_dqn.toml", 107_148),
+    ] {
+        let o = brc(&["info", "--config", config, "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(doc["parameters"], params, "{config}");
+    }
+    let o = brc(&[
+        "info",
+        "--config",
+        "configs/brc.toml",
+        "--set",
+        "agent.num_blocks=2",
+        "--set",
+        "agent.num_atoms=21",
+        "--json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["parameters"], 296_884, "the predecessor's BRC run");
 }
 
 #[test]

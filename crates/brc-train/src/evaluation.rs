@@ -1,11 +1,14 @@
 //! Greedy evaluation on held-out env seeds.
 
+use std::path::{Path, PathBuf};
+
 use brc_agents::Agent;
 use brc_envs::{run_episode, EpisodeSummary, LunarLander, TaskSpec};
 use serde::Serialize;
 
 use crate::seeds::eval_env_seed;
-use crate::trainer::TrainError;
+use crate::trainer::{build_run_agent, TrainError};
+use crate::{load_config, RunConfig, RunDir};
 
 /// One greedy evaluation episode.
 pub type EvalEpisode = EpisodeSummary;
@@ -45,32 +48,93 @@ pub fn evaluate_agent(
     episodes: usize,
     eval_seed: u64,
 ) -> Result<Vec<TaskEvaluation>, TrainError> {
-    let mut out = Vec::with_capacity(tasks.len());
-    for (task_id, (spec, env)) in tasks.iter().zip(envs.iter_mut()).enumerate() {
-        let mut runs = Vec::with_capacity(episodes);
-        for i in 0..episodes as u64 {
-            let mut failure = None;
-            let summary = run_episode(
-                env,
-                eval_env_seed(eval_seed, i),
-                spec.max_episode_steps,
-                |obs| match agent.greedy_action(obs, task_id) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        failure.get_or_insert(e);
-                        0
-                    }
-                },
-            )?;
-            if let Some(e) = failure {
-                return Err(e.into());
-            }
-            runs.push(summary);
+    tasks
+        .iter()
+        .zip(envs.iter_mut())
+        .enumerate()
+        .map(|(task_id, (spec, env))| evaluate_task(agent, task_id, spec, env, episodes, eval_seed))
+        .collect()
+}
+
+/// Greedy episodes of one task (`task_id` is the agent's id for it).
+pub fn evaluate_task(
+    agent: &dyn Agent,
+    task_id: usize,
+    spec: &TaskSpec,
+    env: &mut LunarLander,
+    episodes: usize,
+    eval_seed: u64,
+) -> Result<TaskEvaluation, TrainError> {
+    let mut runs = Vec::with_capacity(episodes);
+    for i in 0..episodes as u64 {
+        let mut failure = None;
+        let summary = run_episode(
+            env,
+            eval_env_seed(eval_seed, i),
+            spec.max_episode_steps,
+            |obs| match agent.greedy_action(obs, task_id) {
+                Ok(a) => a,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    0
+                }
+            },
+        )?;
+        if let Some(e) = failure {
+            return Err(e.into());
         }
-        out.push(TaskEvaluation {
-            task: spec.name.clone(),
-            episodes: runs,
+        runs.push(summary);
+    }
+    Ok(TaskEvaluation {
+        task: spec.name.clone(),
+        episodes: runs,
+    })
+}
+
+/// Resolves `checkpoint` — `best`, `final`, `ep<N>` or a path to a checkpoint directory or
+/// `agent.safetensors` file — inside `run_dir`, and returns the agent file.
+pub fn checkpoint_file(run_dir: &Path, checkpoint: &str) -> Result<PathBuf, TrainError> {
+    let named = RunDir::new(run_dir).checkpoint(checkpoint);
+    let candidate = if named.exists() {
+        named
+    } else {
+        PathBuf::from(checkpoint)
+    };
+    let file = if candidate.is_dir() {
+        candidate.join("agent.safetensors")
+    } else {
+        candidate
+    };
+    if !file.is_file() {
+        return Err(TrainError::Io {
+            path: file,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such checkpoint (expected best, final, ep<N> or a path)",
+            ),
         });
     }
-    Ok(out)
+    Ok(file)
+}
+
+/// The run's resolved config and its agent restored from `checkpoint` (see [`checkpoint_file`]).
+pub fn load_run_agent(
+    run_dir: &Path,
+    checkpoint: &str,
+) -> Result<(RunConfig, Box<dyn Agent>, PathBuf), TrainError> {
+    let config_path = RunDir::new(run_dir).config();
+    if !config_path.is_file() {
+        return Err(TrainError::Io {
+            path: config_path,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not a run directory (no config.toml)",
+            ),
+        });
+    }
+    let config = load_config(&config_path, &[])?;
+    let file = checkpoint_file(run_dir, checkpoint)?;
+    let mut agent = build_run_agent(&config)?;
+    agent.load(&file)?;
+    Ok((config, agent, file))
 }

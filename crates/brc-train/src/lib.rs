@@ -12,8 +12,10 @@ mod seeds;
 mod trainer;
 
 pub use config::{load_config, parse_config, ConfigError, RunConfig};
-pub use evaluation::{evaluate_agent, EvalEpisode, TaskEvaluation};
+pub use evaluation::{
+    checkpoint_file, evaluate_agent, evaluate_task, load_run_agent, EvalEpisode, TaskEvaluation,
+};
 pub use records::{EpisodeRecord, EvalRecord, GradientConflict, Summary};
 pub use run_dir::{write_atomic, RunDir};
 pub use seeds::{eval_env_seed, train_env_seed};
-pub use trainer::{train, Progress, TrainError, TrainOptions};
+pub use trainer::{build_run_agent, train, Progress, TrainError, TrainOptions};

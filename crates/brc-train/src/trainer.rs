@@ -28,8 +28,8 @@ pub enum TrainError {
         "run directory {0} already exists (use --force to overwrite it or --resume to continue it)"
     )]
     RunExists(PathBuf),
-    /// A file could not be written or read.
-    #[error("{path}: {source}")]
+    /// A file could not be written or read (the cause follows in the error chain).
+    #[error("{path}")]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -48,6 +48,9 @@ pub enum TrainError {
     /// The device could not be set up.
     #[error(transparent)]
     Nn(#[from] brc_nn::NnError),
+    /// The run's config is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::ConfigError),
     /// The loss became NaN or infinite.
     #[error("non-finite loss ({loss}) in episode {episode}; checkpoint saved to {checkpoint}")]
     NonFiniteLoss {
@@ -169,16 +172,7 @@ pub fn train(
     let names = config.task_names();
     let n_tasks = tasks.len();
     let training = &config.training;
-    let ctx = AgentContext {
-        task_names: names.clone(),
-        gamma: training.gamma,
-        exploration: config.exploration(),
-        target_update_episodes: training.target_update_episodes,
-        min_replay: training.min_replay,
-        seed: derive(seed, Stream::Agent),
-        device: brc_nn::select_device(&config.run.device)?,
-    };
-    let mut agent = build_agent(&config.agent, &ctx)?;
+    let mut agent = build_run_agent(config)?;
     let mut train_envs = make_envs(config)?;
     let mut eval_envs = make_envs(config)?;
     let mut buffer = ReplayBuffer::new(training.buffer_capacity)?;
@@ -385,6 +379,21 @@ pub fn train(
     write_atomic(&dir.summary(), text.as_bytes()).map_err(io(&dir.summary()))?;
     write_predecessor_metrics(&dir, config, &summary, &history, &eval_history)?;
     Ok(summary)
+}
+
+/// The freshly initialised agent of a run (its seed derives from the run seed).
+pub fn build_run_agent(config: &RunConfig) -> Result<Box<dyn Agent>, TrainError> {
+    let training = &config.training;
+    let ctx = AgentContext {
+        task_names: config.task_names(),
+        gamma: training.gamma,
+        exploration: config.exploration(),
+        target_update_episodes: training.target_update_episodes,
+        min_replay: training.min_replay,
+        seed: derive(config.run.seed, Stream::Agent),
+        device: brc_nn::select_device(&config.run.device)?,
+    };
+    Ok(build_agent(&config.agent, &ctx)?)
 }
 
 fn prepare_dir(dir: &RunDir, force: bool) -> Result<(), TrainError> {

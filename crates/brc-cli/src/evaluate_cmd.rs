@@ -1,0 +1,133 @@
+//! `brc evaluate`: greedy episodes of a trained agent on held-out seeds.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use brc_envs::{EpisodeStats, LunarLander};
+use brc_train::{evaluate_task, load_run_agent, write_atomic, TaskEvaluation};
+use clap::Args;
+use serde::Serialize;
+
+#[derive(Args)]
+pub struct EvaluateArgs {
+    /// The run directory (holds config.toml and checkpoints/).
+    #[arg(long)]
+    run: PathBuf,
+    /// best, final, ep<N>, or a path to a checkpoint.
+    #[arg(long, default_value = "best")]
+    checkpoint: String,
+    /// A task name of the run, or all.
+    #[arg(long, default_value = "all")]
+    task: String,
+    /// Greedy episodes per task.
+    #[arg(long, default_value_t = 20)]
+    episodes: usize,
+    /// Env seed of the first episode (episode i uses seed + i); default: the run's eval seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    task: &'a str,
+    success_rate: f64,
+    #[serde(flatten)]
+    stats: EpisodeStats,
+}
+
+pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
+    if args.episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
+    let (config, agent, file) = load_run_agent(&args.run, &args.checkpoint)?;
+    let seed = args.seed.unwrap_or(config.evaluation.seed);
+    let selected: Vec<usize> = match args.task.as_str() {
+        "all" => (0..config.tasks.len()).collect(),
+        name => vec![config
+            .tasks
+            .iter()
+            .position(|t| t.name == name)
+            .with_context(|| {
+                format!(
+                    "unknown task {name:?}: the run's tasks are {} (or all)",
+                    config.task_names().join(", ")
+                )
+            })?],
+    };
+    let mut evaluations: Vec<TaskEvaluation> = Vec::new();
+    for &id in &selected {
+        let spec = &config.tasks[id];
+        let mut env = LunarLander::new(spec.clone())?;
+        evaluations.push(evaluate_task(
+            agent.as_ref(),
+            id,
+            spec,
+            &mut env,
+            args.episodes,
+            seed,
+        )?);
+    }
+    let rows: Vec<Row> = evaluations
+        .iter()
+        .map(|e| Row {
+            task: &e.task,
+            success_rate: e.success_rate(),
+            stats: EpisodeStats::from_episodes(&e.episodes).expect("episodes ≥ 1"),
+        })
+        .collect();
+    let average = rows.iter().map(|r| r.stats.mean_return).sum::<f64>() / rows.len() as f64;
+
+    #[derive(Serialize)]
+    struct Report<'a> {
+        run: String,
+        checkpoint: String,
+        first_seed: u64,
+        average: f64,
+        tasks: &'a [Row<'a>],
+        episodes: &'a [TaskEvaluation],
+    }
+    let report = Report {
+        run: args.run.display().to_string(),
+        checkpoint: file.display().to_string(),
+        first_seed: seed,
+        average,
+        tasks: &rows,
+        episodes: &evaluations,
+    };
+    let text = serde_json::to_string_pretty(&report)?;
+    let out = file.with_file_name(format!(
+        "evaluation-{}-seed{seed}-n{}.json",
+        args.task, args.episodes
+    ));
+    write_atomic(&out, text.as_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+
+    if args.json {
+        println!("{text}");
+    } else {
+        println!(
+            "{:<10} {:>8} {:>17} {:>9} {:>9} {:>8}",
+            "task", "episodes", "return mean ± std", "min", "max", "success"
+        );
+        for r in &rows {
+            let s = &r.stats;
+            println!(
+                "{:<10} {:>8} {:>8.2} ± {:>6.2} {:>9.2} {:>9.2} {:>7.0}%",
+                r.task,
+                s.episodes,
+                s.mean_return,
+                s.std_return,
+                s.min_return,
+                s.max_return,
+                100.0 * r.success_rate
+            );
+        }
+        println!("{:<10} {:>8} {:>8.2}", "average", "", average);
+        println!("per-episode results: {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
