@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use brc_agents::{
-    build_agent, Agent, AgentConfig, AgentContext, BrcConfig, Exploration, IndependentDqnConfig,
+    build_agent, AgentConfig, AgentContext, BrcConfig, Exploration, IndependentDqnConfig,
     ReplaySource, SharedDqnConfig,
 };
 use brc_buffer::{Batch, ReplayBuffer, Transition};
