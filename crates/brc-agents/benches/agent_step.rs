@@ -41,9 +41,17 @@ fn time_per_call(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    // One compute thread, as training runs use.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    // The `brc` binary's settings (see its main.rs): one compute thread, no candle reads of
+    // /proc/cpuinfo per op, and mimalloc keeping freed memory committed.
+    #[cfg(not(feature = "system-alloc"))]
+    // SAFETY: sets a plain integer option of the allocator (15 = mi_option_purge_delay).
+    unsafe {
+        libmimalloc_sys::mi_option_set(15, -1)
+    };
+    for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, "1");
+        }
     }
     let ctx = AgentContext {
         task_names: ["standard", "windy", "heavy"].map(String::from).to_vec(),
@@ -79,7 +87,16 @@ fn main() {
         AgentConfig::SharedDqn(SharedDqnConfig::default()),
         AgentConfig::Brc(BrcConfig::default()),
     ];
+    // `cargo bench -p brc-agents --bench agent_step -- brc` measures only the matching agents.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     for config in configs {
+        let name = config.kind().name();
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
         let mut agent = build_agent(&config, &ctx).unwrap();
         let mut batch = Batch::with_capacity(64);
         let reps = if matches!(config, AgentConfig::Brc(_)) {

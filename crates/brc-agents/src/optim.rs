@@ -75,9 +75,12 @@ impl AdamW {
         let bias2 = 1.0 - BETA2.powi(t);
         for (i, p) in self.params.iter().enumerate() {
             let Some(g) = grads.get(p) else { continue };
-            let g = if scale < 1.0 { (g * scale)? } else { g.clone() };
-            self.m[i] = ((&self.m[i] * BETA1)? + (&g * (1.0 - BETA1))?)?;
-            self.v[i] = ((&self.v[i] * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
+            // Gradients carry the op graph that produced them; the moments must not, or each
+            // step would keep every earlier step's graph alive (memory grows without bound).
+            let g = g.detach();
+            let g = if scale < 1.0 { (g * scale)? } else { g };
+            self.m[i] = ((&self.m[i] * BETA1)? + (&g * (1.0 - BETA1))?)?.detach();
+            self.v[i] = ((&self.v[i] * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?.detach();
             let m_hat = (&self.m[i] / bias1)?;
             let v_hat = (&self.v[i] / bias2)?;
             let delta = (m_hat / (v_hat.sqrt()? + EPS)?)?;
