@@ -276,7 +276,7 @@ impl Agent for Brc {
     fn save(&self, path: &Path) -> Result<()> {
         let mut tensors = param_tensors("online.", self.online.params());
         tensors.extend(param_tensors("target.", self.target.params()));
-        let (moments, step) = self.optimizer.state("opt.");
+        let (moments, step) = self.optimizer.state("opt.")?;
         tensors.extend(moments);
         let state = json!({
             "exploration": self.exploration,

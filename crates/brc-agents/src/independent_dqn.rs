@@ -180,7 +180,7 @@ impl Agent for IndependentDqn {
                 &format!("task{k}.target."),
                 l.target.params(),
             ));
-            let (moments, step) = l.optimizer.state(&format!("task{k}.opt."));
+            let (moments, step) = l.optimizer.state(&format!("task{k}.opt."))?;
             tensors.extend(moments);
             learners.push(json!({
                 "exploration": l.exploration,
