@@ -25,6 +25,8 @@
 
 #![warn(missing_docs)]
 
+mod persist;
+
 use rand::Rng;
 
 /// Length of one LunarLander observation vector.
@@ -56,6 +58,9 @@ pub enum BufferError {
         /// The number of supported task ids.
         max: usize,
     },
+    /// A replay file could not be written or read.
+    #[error("replay file {0}")]
+    File(String),
 }
 
 /// One environment step as handed to [`ReplayBuffer::push`].
@@ -80,7 +85,7 @@ pub struct Transition {
 ///
 /// The sampling methods clear and refill the vectors; their capacity is kept, so after the
 /// first fill a training loop that reuses one `Batch` does not allocate.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Batch {
     /// Observations, row-major `[B, OBS_DIM]`.
     pub obs: Vec<f32>,

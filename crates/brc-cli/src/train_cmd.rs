@@ -15,8 +15,12 @@ use rayon::prelude::*;
 #[derive(Args)]
 pub struct TrainArgs {
     /// The run config (TOML).
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
+    /// Continue the interrupted run in this directory from its newest checkpoint (its own
+    /// config.toml is used).
+    #[arg(long, conflicts_with_all = ["config", "seed", "seeds", "overrides", "out", "force"])]
+    resume: Option<PathBuf>,
     /// Run seed (overrides run.seed).
     #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
@@ -94,7 +98,26 @@ impl Progress for Bar {
 }
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
-    let mut config = load_config(&args.config, &args.overrides)?;
+    if let Some(dir) = &args.resume {
+        let config = load_config(&dir.join("config.toml"), &[])
+            .with_context(|| format!("{} is not a run directory", dir.display()))?;
+        let opts = TrainOptions {
+            run_dir: dir.clone(),
+            force: false,
+            resume: true,
+        };
+        let mut progress = progress_bar(
+            &config,
+            &MultiProgress::with_draw_target(draw_target(args.quiet)),
+        );
+        let summary = train(&config, &opts, &mut progress)?;
+        return report(&[summary], &config, args.json);
+    }
+    let config_path = args
+        .config
+        .as_ref()
+        .expect("clap requires --config without --resume");
+    let mut config = load_config(config_path, &args.overrides)?;
     if let Some(seed) = args.seed {
         config.run.seed = seed;
     }
@@ -128,30 +151,17 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         }
     }
 
-    let multi = MultiProgress::with_draw_target(if args.quiet {
-        ProgressDrawTarget::hidden()
-    } else {
-        ProgressDrawTarget::stderr()
-    });
-    let style =
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} ep  ETA {eta}  {msg}")
-            .expect("valid template")
-            .progress_chars("=> ");
+    let multi = MultiProgress::with_draw_target(draw_target(args.quiet));
     let train_one = |(config, dir): &(RunConfig, PathBuf)| -> Result<Summary> {
-        let bar = multi.add(ProgressBar::new(0).with_style(style.clone()));
-        bar.set_prefix(format!("{} seed {}", config.run.name, config.run.seed));
-        let mut progress = Bar {
-            bar: bar.clone(),
-            last: vec![None; config.tasks.len()],
-            names: config.task_names(),
-        };
+        let mut progress = progress_bar(config, &multi);
         let opts = TrainOptions {
             run_dir: dir.clone(),
             force: args.force,
+            resume: false,
         };
         let summary = train(config, &opts, &mut progress)
             .with_context(|| format!("run {}", dir.display()))?;
-        bar.finish();
+        progress.bar.finish();
         Ok(summary)
     };
     let summaries: Vec<Summary> = if runs.len() == 1 {
@@ -166,10 +176,36 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         pool.install(|| runs.par_iter().map(train_one).collect::<Result<_>>())?
     };
 
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summaries)?);
+    report(&summaries, &config, args.json)
+}
+
+fn draw_target(quiet: bool) -> ProgressDrawTarget {
+    if quiet {
+        ProgressDrawTarget::hidden()
     } else {
-        print_table(&summaries, &config);
+        ProgressDrawTarget::stderr()
+    }
+}
+
+fn progress_bar(config: &RunConfig, multi: &MultiProgress) -> Bar {
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} ep  ETA {eta}  {msg}")
+            .expect("valid template")
+            .progress_chars("=> ");
+    let bar = multi.add(ProgressBar::new(0).with_style(style));
+    bar.set_prefix(format!("{} seed {}", config.run.name, config.run.seed));
+    Bar {
+        bar,
+        last: vec![None; config.tasks.len()],
+        names: config.task_names(),
+    }
+}
+
+fn report(summaries: &[Summary], config: &RunConfig, json: bool) -> Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summaries)?);
+    } else {
+        print_table(summaries, config);
     }
     Ok(ExitCode::SUCCESS)
 }

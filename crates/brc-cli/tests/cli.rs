@@ -94,6 +94,15 @@ fn train_smoke_then_refuse_to_overwrite() {
     assert!(stderr(&o).contains("no such checkpoint"), "{}", stderr(&o));
     let o = brc(&["evaluate", "--run", run, "--task", "moon"]);
     assert_eq!(o.status.code(), Some(2));
+
+    // --resume continues from the newest ep<N> checkpoint with the run's own config.
+    let o = brc(&["train", "--resume", run, "--quiet", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summaries: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summaries[0]["episodes"], 6);
+    let o = brc(&["train", "--resume", out]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not a run directory"), "{}", stderr(&o));
 }
 
 #[test]

@@ -77,6 +77,8 @@ pub struct TrainOptions {
     pub run_dir: PathBuf,
     /// Replace an existing run directory.
     pub force: bool,
+    /// Continue the run in `run_dir` from its newest `ep<N>` checkpoint instead of starting.
+    pub resume: bool,
 }
 
 /// Receives progress events (the CLI draws a progress bar from them).
@@ -99,6 +101,8 @@ struct TrainerState {
     replay_rng: Pcg32,
     best_average: f64,
     best_after_episode: usize,
+    /// The fixed per-task probe batches of the gradient-conflict measurements, once drawn.
+    probes: Option<Vec<Batch>>,
 }
 
 /// Running means over one episode's updates.
@@ -130,8 +134,16 @@ struct Logs {
 }
 
 impl Logs {
-    fn create(dir: &RunDir) -> Result<Self, TrainError> {
-        let open = |p: PathBuf| File::create(&p).map(BufWriter::new).map_err(io(&p));
+    /// Opens the logs for appending (they were created or truncated before).
+    fn open(dir: &RunDir) -> Result<Self, TrainError> {
+        let open = |p: PathBuf| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .map(BufWriter::new)
+                .map_err(io(&p))
+        };
         Ok(Self {
             episodes: open(dir.episodes())?,
             evals: open(dir.evals())?,
@@ -164,21 +176,13 @@ pub fn train(
     progress: &mut dyn Progress,
 ) -> Result<Summary, TrainError> {
     let dir = RunDir::new(&opts.run_dir);
-    prepare_dir(&dir, opts.force)?;
-    write_atomic(&dir.config(), config.to_toml_string().as_bytes()).map_err(io(&dir.config()))?;
-
     let seed = config.run.seed;
     let tasks = &config.tasks;
     let names = config.task_names();
     let n_tasks = tasks.len();
     let training = &config.training;
     let mut agent = build_run_agent(config)?;
-    let mut train_envs = make_envs(config)?;
-    let mut eval_envs = make_envs(config)?;
     let mut buffer = ReplayBuffer::new(training.buffer_capacity)?;
-    let mut batch = Batch::with_capacity(training.batch_size);
-    let mut probe_rng = Pcg32::seed_from_u64(derive(seed, Stream::Probe));
-    let mut probes: Option<Vec<Batch>> = None;
     let mut state = TrainerState {
         episodes_done: 0,
         env_steps: 0,
@@ -186,10 +190,51 @@ pub fn train(
         replay_rng: Pcg32::seed_from_u64(derive(seed, Stream::Replay)),
         best_average: f64::NEG_INFINITY,
         best_after_episode: 0,
+        probes: None,
     };
-    let mut logs = Logs::create(&dir)?;
     let mut history: Vec<EpisodeRecord> = Vec::new();
     let mut eval_history: Vec<EvalRecord> = Vec::new();
+    if opts.resume {
+        let checkpoint = newest_checkpoint(&dir)?;
+        agent.load(&checkpoint.join("agent.safetensors"))?;
+        let file = checkpoint.join("trainer.json");
+        let text = std::fs::read_to_string(&file).map_err(io(&file))?;
+        state = serde_json::from_str(&text).map_err(|e| TrainError::Io {
+            path: file.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        let replay = checkpoint.join("replay.safetensors");
+        if replay.is_file() {
+            buffer = ReplayBuffer::load(&replay)?;
+        } else {
+            tracing::warn!(
+                "{} has no replay buffer: resuming with an empty one",
+                checkpoint.display()
+            );
+        }
+        // Forget what happened after the checkpoint: it will happen again.
+        let done = state.episodes_done;
+        history = truncate_log(&dir.episodes(), |r: &EpisodeRecord| r.episode < done)?;
+        eval_history = truncate_log(&dir.evals(), |r: &EvalRecord| {
+            r.after_episode <= done && !r.is_final
+        })?;
+        truncate_log(&dir.conflict(), |r: &GradientConflict| {
+            r.after_episode <= done
+        })?;
+        tracing::info!(episodes = done, dir = %dir.root().display(), "resuming");
+    } else {
+        prepare_dir(&dir, opts.force)?;
+        write_atomic(&dir.config(), config.to_toml_string().as_bytes())
+            .map_err(io(&dir.config()))?;
+        for log in [dir.episodes(), dir.evals(), dir.conflict()] {
+            File::create(&log).map_err(io(&log))?;
+        }
+    }
+    let mut train_envs = make_envs(config)?;
+    let mut eval_envs = make_envs(config)?;
+    let mut batch = Batch::with_capacity(training.batch_size);
+    let mut probe_rng = Pcg32::seed_from_u64(derive(seed, Stream::Probe));
+    let mut logs = Logs::open(&dir)?;
     let total = training.episodes_per_task * n_tasks;
     let start = Instant::now();
 
@@ -197,7 +242,7 @@ pub fn train(
         agent = %agent.kind(), params = agent.num_params(), episodes = total,
         dir = %dir.root().display(), "training"
     );
-    for episode in 0..total {
+    for episode in state.episodes_done..total {
         let task = episode % n_tasks;
         let spec = &tasks[task];
         let env = &mut train_envs[task];
@@ -247,7 +292,7 @@ pub fn train(
                     state.updates += 1;
                     if !stats.loss.is_finite() {
                         let checkpoint = dir.checkpoint(&format!("ep{episode}-nonfinite"));
-                        save_checkpoint(agent.as_ref(), &state, &checkpoint)?;
+                        save_checkpoint(agent.as_ref(), &state, None, &checkpoint)?;
                         logs.flush(&dir)?;
                         return Err(TrainError::NonFiniteLoss {
                             episode,
@@ -290,7 +335,9 @@ pub fn train(
 
         let conflict_every = config.evaluation.gradient_conflict_interval;
         if conflict_every > 0 && done.is_multiple_of(conflict_every) && n_tasks > 1 {
-            if probes.is_none() && (0..n_tasks).all(|t| buffer.task_len(t) >= training.batch_size) {
+            if state.probes.is_none()
+                && (0..n_tasks).all(|t| buffer.task_len(t) >= training.batch_size)
+            {
                 // Fixed probe batches, drawn once, so measurements compare over training.
                 let mut fixed = Vec::with_capacity(n_tasks);
                 for t in 0..n_tasks {
@@ -298,9 +345,9 @@ pub fn train(
                     buffer.sample_task(&mut probe_rng, &mut b, training.batch_size, t)?;
                     fixed.push(b);
                 }
-                probes = Some(fixed);
+                state.probes = Some(fixed);
             }
-            if let Some(p) = &probes {
+            if let Some(p) = &state.probes {
                 if let Some(grads) = agent.task_gradients(p)? {
                     let conflict = GradientConflict::measure(done, &names, &grads);
                     Logs::line(&mut logs.conflict, &conflict, &dir.conflict())?;
@@ -322,22 +369,21 @@ pub fn train(
             if record.average > state.best_average {
                 state.best_average = record.average;
                 state.best_after_episode = done;
-                save_checkpoint(agent.as_ref(), &state, &dir.checkpoint("best"))?;
+                save_checkpoint(agent.as_ref(), &state, None, &dir.checkpoint("best"))?;
             }
             eval_history.push(record);
         }
         if done.is_multiple_of(config.checkpoints.interval_episodes) && done < total {
-            save_checkpoint(
-                agent.as_ref(),
-                &state,
-                &dir.checkpoint(&format!("ep{done}")),
-            )?;
+            // Logs first: a resumed run keeps exactly the lines up to its checkpoint.
             logs.flush(&dir)?;
+            let replay = config.checkpoints.save_replay.then_some(&buffer);
+            let path = dir.checkpoint(&format!("ep{done}"));
+            save_checkpoint(agent.as_ref(), &state, replay, &path)?;
         }
     }
     let wall_seconds = start.elapsed().as_secs_f64();
 
-    save_checkpoint(agent.as_ref(), &state, &dir.checkpoint("final"))?;
+    save_checkpoint(agent.as_ref(), &state, None, &dir.checkpoint("final"))?;
     let evals = evaluate_agent(
         agent.as_ref(),
         tasks,
@@ -352,7 +398,7 @@ pub fn train(
         // The final policy is the best one seen: `best` is always present.
         state.best_average = final_record.average;
         state.best_after_episode = state.episodes_done;
-        save_checkpoint(agent.as_ref(), &state, &dir.checkpoint("best"))?;
+        save_checkpoint(agent.as_ref(), &state, None, &dir.checkpoint("best"))?;
     }
     eval_history.push(final_record.clone());
     logs.flush(&dir)?;
@@ -394,6 +440,51 @@ pub fn build_run_agent(config: &RunConfig) -> Result<Box<dyn Agent>, TrainError>
         device: brc_nn::select_device(&config.run.device)?,
     };
     Ok(build_agent(&config.agent, &ctx)?)
+}
+
+/// The `ep<N>` checkpoint with the largest N.
+fn newest_checkpoint(dir: &RunDir) -> Result<PathBuf, TrainError> {
+    let root = dir.checkpoints();
+    let newest = std::fs::read_dir(&root)
+        .map_err(io(&root))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n: usize = name.strip_prefix("ep")?.parse().ok()?;
+            e.path()
+                .join("trainer.json")
+                .is_file()
+                .then_some((n, e.path()))
+        })
+        .max_by_key(|(n, _)| *n);
+    newest.map(|(_, p)| p).ok_or_else(|| TrainError::Io {
+        path: root,
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no ep<N> checkpoint to resume from",
+        ),
+    })
+}
+
+/// Keeps the JSON lines of `path` for which `keep` holds (dropping a torn last line) and
+/// returns them.
+fn truncate_log<T: Serialize + serde::de::DeserializeOwned>(
+    path: &Path,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Vec<T>, TrainError> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let kept: Vec<T> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|r| keep(r))
+        .collect();
+    let mut out = String::new();
+    for r in &kept {
+        out.push_str(&serde_json::to_string(r).expect("records serialize"));
+        out.push('\n');
+    }
+    write_atomic(path, out.as_bytes()).map_err(io(path))?;
+    Ok(kept)
 }
 
 fn prepare_dir(dir: &RunDir, force: bool) -> Result<(), TrainError> {
@@ -442,10 +533,27 @@ fn eval_record(evals: &[TaskEvaluation], state: &TrainerState, is_final: bool) -
     }
 }
 
-/// A checkpoint directory: the agent (safetensors) and the trainer's counters and RNG.
-fn save_checkpoint(agent: &dyn Agent, state: &TrainerState, path: &Path) -> Result<(), TrainError> {
+/// A checkpoint directory: the agent (safetensors), the trainer's counters and RNG, and the
+/// replay buffer when given. Only the newest checkpoint keeps a replay buffer (it is what
+/// `--resume` uses; older copies would only fill the disk).
+fn save_checkpoint(
+    agent: &dyn Agent,
+    state: &TrainerState,
+    replay: Option<&ReplayBuffer>,
+    path: &Path,
+) -> Result<(), TrainError> {
     std::fs::create_dir_all(path).map_err(io(path))?;
     agent.save(&path.join("agent.safetensors"))?;
+    if let Some(buffer) = replay {
+        buffer.save(&path.join("replay.safetensors"))?;
+        let parent = path.parent().unwrap_or(Path::new("."));
+        for entry in std::fs::read_dir(parent).map_err(io(parent))?.flatten() {
+            let old = entry.path().join("replay.safetensors");
+            if entry.path() != path && old.is_file() {
+                std::fs::remove_file(&old).map_err(io(&old))?;
+            }
+        }
+    }
     let text = serde_json::to_string_pretty(state).expect("state serializes");
     let file = path.join("trainer.json");
     write_atomic(&file, text.as_bytes()).map_err(io(&file))

@@ -16,6 +16,7 @@ fn run(config: &RunConfig, dir: &Path) -> brc_train::Summary {
     let opts = TrainOptions {
         run_dir: dir.to_path_buf(),
         force: false,
+        resume: false,
     };
     train(config, &opts, &mut ()).unwrap()
 }
@@ -121,6 +122,7 @@ fn an_existing_run_is_never_overwritten_without_force() {
     let opts = TrainOptions {
         run_dir: dir.clone(),
         force: false,
+        resume: false,
     };
     let e = train(&config, &opts, &mut ()).unwrap_err();
     assert!(matches!(e, TrainError::RunExists(_)), "{e}");
@@ -128,6 +130,7 @@ fn an_existing_run_is_never_overwritten_without_force() {
     let opts = TrainOptions {
         run_dir: dir.clone(),
         force: true,
+        resume: false,
     };
     train(&config, &opts, &mut ()).unwrap();
 }
@@ -143,4 +146,65 @@ fn every_agent_trains_on_the_smoke_tasks() {
         assert_eq!(summary.agent, kind);
         assert!(summary.updates > 0, "{kind}");
     }
+}
+
+#[test]
+fn resuming_from_a_checkpoint_reproduces_the_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke(&[]);
+    let whole = tmp.path().join("whole");
+    run(&config, &whole);
+
+    // An "interrupted" run: everything after the ep3 checkpoint is lost or stale (a killed
+    // run leaves a partial episodes.jsonl and no final checkpoint).
+    let cut = tmp.path().join("cut");
+    run(&config, &cut);
+    std::fs::remove_dir_all(cut.join("checkpoints/final")).unwrap();
+    std::fs::remove_file(cut.join("summary.json")).unwrap();
+    let episodes = std::fs::read_to_string(cut.join("episodes.jsonl")).unwrap();
+    let partial: String = episodes.lines().take(4).map(|l| format!("{l}\n")).collect();
+    std::fs::write(
+        cut.join("episodes.jsonl"),
+        partial + "{\"episode\": 4, \"tor",
+    )
+    .unwrap();
+    assert!(cut.join("checkpoints/ep3/replay.safetensors").is_file());
+
+    let opts = TrainOptions {
+        run_dir: cut.clone(),
+        force: false,
+        resume: true,
+    };
+    let summary = train(&config, &opts, &mut ()).unwrap();
+    assert_eq!(summary.episodes, 6);
+    let strip = |dir: &Path, file: &str| -> Vec<serde_json::Value> {
+        lines::<serde_json::Value>(dir.join(file))
+            .into_iter()
+            .map(|mut v| {
+                v.as_object_mut().unwrap().remove("wall_seconds");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(&whole, "episodes.jsonl"),
+        strip(&cut, "episodes.jsonl")
+    );
+    assert_eq!(strip(&whole, "evals.jsonl"), strip(&cut, "evals.jsonl"));
+    assert_eq!(
+        strip(&whole, "conflict.jsonl"),
+        strip(&cut, "conflict.jsonl")
+    );
+    assert!(cut.join("checkpoints/final/agent.safetensors").is_file());
+
+    // Nothing to resume from is a clear error.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(empty.join("checkpoints")).unwrap();
+    let opts = TrainOptions {
+        run_dir: empty,
+        force: false,
+        resume: true,
+    };
+    let e = train(&config, &opts, &mut ()).unwrap_err();
+    assert!(format!("{e:#}").contains("checkpoints"), "{e}");
 }
