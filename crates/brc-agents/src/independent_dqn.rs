@@ -71,6 +71,27 @@ impl IndependentDqn {
         })
     }
 
+    /// An agent whose learners start from `networks` (one per task, in task order; e.g.
+    /// imported from the predecessor's PyTorch checkpoints).
+    pub fn from_networks(
+        config: IndependentDqnConfig,
+        ctx: AgentContext,
+        networks: &[QMlp],
+    ) -> Result<Self> {
+        if networks.len() != ctx.num_tasks() {
+            return Err(AgentError::Task {
+                task: networks.len(),
+                num_tasks: ctx.num_tasks(),
+            });
+        }
+        let agent = Self::new(config, ctx)?;
+        for (l, net) in agent.learners.iter().zip(networks) {
+            l.online.copy_from(net)?;
+            l.target.copy_from(net)?;
+        }
+        Ok(agent)
+    }
+
     fn learner(&self, task: usize) -> Result<&Learner> {
         self.learners.get(task).ok_or(AgentError::Task {
             task,

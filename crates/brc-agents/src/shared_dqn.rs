@@ -61,6 +61,26 @@ impl SharedDqn {
         })
     }
 
+    /// An agent whose online and target networks start as `network` (e.g. imported from the
+    /// predecessor's PyTorch checkpoint); `config.task_blind` must match the network.
+    pub fn from_network(
+        config: SharedDqnConfig,
+        ctx: AgentContext,
+        network: &SharedQMlp,
+    ) -> Result<Self> {
+        if network.is_task_blind() != config.task_blind {
+            return Err(AgentError::Batch(format!(
+                "network is{} task-blind, config says task_blind = {}",
+                if network.is_task_blind() { "" } else { " not" },
+                config.task_blind
+            )));
+        }
+        let agent = Self::new(config, ctx)?;
+        agent.online.copy_from(network)?;
+        agent.target.copy_from(network)?;
+        Ok(agent)
+    }
+
     fn check_task(&self, task: usize) -> Result<()> {
         if task < self.ctx.num_tasks() {
             Ok(())

@@ -3,6 +3,7 @@
 
 mod env_cmd;
 mod evaluate_cmd;
+mod import_cmd;
 mod info_cmd;
 mod train_cmd;
 
@@ -36,6 +37,9 @@ enum Command {
     Evaluate(evaluate_cmd::EvaluateArgs),
     /// Show the agent a config describes and its exact parameter count.
     Info(info_cmd::InfoArgs),
+    /// Make a run directory from the predecessor's PyTorch checkpoints (for `evaluate`).
+    #[command(name = "import-torch")]
+    ImportTorch(import_cmd::ImportArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay` (v2 API, value 15): how long freed memory stays
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmd::run(args),
         Command::Evaluate(args) => evaluate_cmd::run(args),
         Command::Info(args) => info_cmd::run(args),
+        Command::ImportTorch(args) => import_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -163,3 +163,89 @@ fn env_commands_print_json_and_check_the_fixtures() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown task"));
 }
+
+#[test]
+fn imported_predecessor_checkpoints_evaluate() {
+    let pred = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/predecessor"
+    ));
+    if !pred.is_dir() {
+        eprintln!("skipping: {} not found", pred.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = |f: &str| {
+        pred.join("checkpoints")
+            .join(f)
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let shared = tmp.path().join("shared");
+    let o = brc(&[
+        "import-torch",
+        "--kind",
+        "shared-dqn",
+        "--pth",
+        &ck("shared_dqn_best.pth"),
+        "--out",
+        shared.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = brc(&[
+        "evaluate",
+        "--run",
+        shared.to_str().unwrap(),
+        "--episodes",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The predecessor's best Shared DQN lands the standard task.
+    assert!(
+        report["tasks"][0]["mean_return"].as_f64().unwrap() > 100.0,
+        "{report}"
+    );
+
+    let single = tmp.path().join("heavy");
+    let o = brc(&[
+        "import-torch",
+        "--kind",
+        "independent",
+        "--pth",
+        &ck("heavy_best.pth"),
+        "--task",
+        "heavy",
+        "--out",
+        single.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = brc(&[
+        "evaluate",
+        "--run",
+        single.to_str().unwrap(),
+        "--episodes",
+        "1",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["tasks"][0]["task"], "heavy");
+
+    // A shared checkpoint is not an independent network: a clear error, exit 2.
+    let bad = tmp.path().join("bad");
+    let o = brc(&[
+        "import-torch",
+        "--kind",
+        "independent",
+        "--pth",
+        &ck("shared_dqn_best.pth"),
+        "--task",
+        "standard",
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+}

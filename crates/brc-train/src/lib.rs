@@ -6,6 +6,7 @@
 
 pub mod config;
 mod evaluation;
+mod import;
 mod records;
 mod run_dir;
 mod seeds;
@@ -15,6 +16,7 @@ pub use config::{load_config, parse_config, ConfigError, RunConfig};
 pub use evaluation::{
     checkpoint_file, evaluate_agent, evaluate_task, load_run_agent, EvalEpisode, TaskEvaluation,
 };
+pub use import::{import_torch, TorchKind};
 pub use records::{EpisodeRecord, EvalRecord, GradientConflict, Summary};
 pub use run_dir::{write_atomic, RunDir};
 pub use seeds::{eval_env_seed, train_env_seed};

@@ -429,8 +429,13 @@ pub fn train(
 
 /// The freshly initialised agent of a run (its seed derives from the run seed).
 pub fn build_run_agent(config: &RunConfig) -> Result<Box<dyn Agent>, TrainError> {
+    Ok(build_agent(&config.agent, &agent_context(config)?)?)
+}
+
+/// What a run's agent needs to know about the run.
+pub(crate) fn agent_context(config: &RunConfig) -> Result<AgentContext, TrainError> {
     let training = &config.training;
-    let ctx = AgentContext {
+    Ok(AgentContext {
         task_names: config.task_names(),
         gamma: training.gamma,
         exploration: config.exploration(),
@@ -438,8 +443,7 @@ pub fn build_run_agent(config: &RunConfig) -> Result<Box<dyn Agent>, TrainError>
         min_replay: training.min_replay,
         seed: derive(config.run.seed, Stream::Agent),
         device: brc_nn::select_device(&config.run.device)?,
-    };
-    Ok(build_agent(&config.agent, &ctx)?)
+    })
 }
 
 /// The `ep<N>` checkpoint with the largest N.
@@ -487,7 +491,7 @@ fn truncate_log<T: Serialize + serde::de::DeserializeOwned>(
     Ok(kept)
 }
 
-fn prepare_dir(dir: &RunDir, force: bool) -> Result<(), TrainError> {
+pub(crate) fn prepare_dir(dir: &RunDir, force: bool) -> Result<(), TrainError> {
     let root = dir.root();
     if root.exists() {
         let empty = std::fs::read_dir(root).map_err(io(root))?.next().is_none();
