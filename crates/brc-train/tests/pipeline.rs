@@ -208,3 +208,25 @@ fn resuming_from_a_checkpoint_reproduces_the_uninterrupted_run() {
     let e = train(&config, &opts, &mut ()).unwrap_err();
     assert!(format!("{e:#}").contains("checkpoints"), "{e}");
 }
+
+#[test]
+fn a_non_finite_loss_stops_the_run_after_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke(&["agent.lr=1e30", "training.episodes_per_task=3"]);
+    let opts = TrainOptions {
+        run_dir: tmp.path().join("nan"),
+        force: false,
+        resume: false,
+    };
+    match train(&config, &opts, &mut ()) {
+        Err(TrainError::NonFiniteLoss {
+            episode,
+            checkpoint,
+            ..
+        }) => {
+            assert!(checkpoint.join("agent.safetensors").is_file());
+            assert!(checkpoint.ends_with(format!("ep{episode}-nonfinite")));
+        }
+        other => panic!("expected a non-finite loss, got {other:?}"),
+    }
+}
