@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand_pcg::Pcg32;
 use serde_json::json;
 
-use crate::checkpoint::{self, param_tensors, restore_params};
+use crate::checkpoint::{self, Schedules};
 use crate::exploration::EpsilonGreedy;
 use crate::optim::AdamW;
 use crate::td::BatchTensors;
@@ -182,14 +182,7 @@ impl Brc {
     }
 
     fn check_task(&self, task: usize) -> Result<()> {
-        if task < self.ctx.num_tasks() {
-            Ok(())
-        } else {
-            Err(AgentError::Task {
-                task,
-                num_tasks: self.ctx.num_tasks(),
-            })
-        }
+        checkpoint::check_task(task, self.ctx.num_tasks())
     }
 
     fn config_json(&self) -> serde_json::Value {
@@ -274,29 +267,37 @@ impl Agent for Brc {
     }
 
     fn save(&self, path: &Path) -> Result<()> {
-        let mut tensors = param_tensors("online.", self.online.params());
-        tensors.extend(param_tensors("target.", self.target.params()));
-        let (moments, step) = self.optimizer.state("opt.")?;
-        tensors.extend(moments);
-        let state = json!({
-            "exploration": self.exploration,
-            "rng": self.rng,
-            "episodes": self.episodes,
-            "optimizer_step": step,
-        });
-        checkpoint::write(path, self.kind(), &self.config_json(), &state, tensors)
+        let schedules = Schedules {
+            exploration: self.exploration,
+            rng: self.rng.clone(),
+            episodes: self.episodes,
+        };
+        let nets = [self.online.params(), self.target.params()];
+        checkpoint::save_single(
+            path,
+            self.kind(),
+            &self.config_json(),
+            nets,
+            &self.optimizer,
+            schedules,
+        )
     }
 
     fn load(&mut self, path: &Path) -> Result<()> {
-        let loaded = checkpoint::read(path, self.kind(), &self.config_json(), &self.ctx.device)?;
-        restore_params(&loaded, "online.", self.online.params())?;
-        restore_params(&loaded, "target.", self.target.params())?;
-        let step = loaded.field("optimizer_step")?;
-        self.optimizer
-            .restore("opt.", step, |n, d| loaded.tensor(n, d))?;
-        self.exploration = loaded.field("exploration")?;
-        self.rng = loaded.field("rng")?;
-        self.episodes = loaded.field("episodes")?;
+        let nets = [self.online.params(), self.target.params()];
+        let device = self.ctx.device.clone();
+        let config = self.config_json();
+        let s = checkpoint::load_single(
+            path,
+            self.kind(),
+            &config,
+            &device,
+            nets,
+            &mut self.optimizer,
+        )?;
+        self.exploration = s.exploration;
+        self.rng = s.rng;
+        self.episodes = s.episodes;
         Ok(())
     }
 }

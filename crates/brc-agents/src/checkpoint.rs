@@ -158,3 +158,54 @@ pub(crate) fn param_tensors(prefix: &str, params: &brc_nn::ParamStore) -> Vec<(S
         .map(|(n, v)| (format!("{prefix}{n}"), v.as_tensor().clone()))
         .collect()
 }
+
+/// The schedules a single-network agent (Shared DQN, BRC) carries between episodes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Schedules {
+    pub(crate) exploration: crate::exploration::EpsilonGreedy,
+    pub(crate) rng: rand_pcg::Pcg32,
+    pub(crate) episodes: u64,
+}
+
+/// Saves a single-network agent: online and target weights, optimizer moments, schedules.
+pub(crate) fn save_single(
+    path: &Path,
+    kind: AgentKind,
+    config: &Value,
+    nets: [&brc_nn::ParamStore; 2],
+    optimizer: &crate::optim::AdamW,
+    schedules: Schedules,
+) -> Result<()> {
+    let mut tensors = param_tensors("online.", nets[0]);
+    tensors.extend(param_tensors("target.", nets[1]));
+    let (moments, step) = optimizer.state("opt.")?;
+    tensors.extend(moments);
+    let state = serde_json::json!({ "schedules": schedules, "optimizer_step": step });
+    write(path, kind, config, &state, tensors)
+}
+
+/// Restores what [`save_single`] wrote into the given networks and optimizer.
+pub(crate) fn load_single(
+    path: &Path,
+    kind: AgentKind,
+    config: &Value,
+    device: &Device,
+    nets: [&brc_nn::ParamStore; 2],
+    optimizer: &mut crate::optim::AdamW,
+) -> Result<Schedules> {
+    let loaded = read(path, kind, config, device)?;
+    restore_params(&loaded, "online.", nets[0])?;
+    restore_params(&loaded, "target.", nets[1])?;
+    let step = loaded.field("optimizer_step")?;
+    optimizer.restore("opt.", step, |n, d| loaded.tensor(n, d))?;
+    loaded.field("schedules")
+}
+
+/// `Ok` when `task` is one of the run's `num_tasks` tasks.
+pub(crate) fn check_task(task: usize, num_tasks: usize) -> Result<()> {
+    if task < num_tasks {
+        Ok(())
+    } else {
+        Err(AgentError::Task { task, num_tasks })
+    }
+}
