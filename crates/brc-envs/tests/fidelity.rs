@@ -73,6 +73,7 @@ fn heuristic_statistics_match_gymnasium_on_100_seeds() {
         }
         let ours_mean = sum / 100.0;
         let ref_mean = reference.iter().map(|r| r.ret).sum::<f64>() / 100.0;
+        eprintln!("{task}: heuristic mean {ours_mean:.2} (Gymnasium {ref_mean:.2}), {same}/100 same outcome");
         assert!(
             (ours_mean - ref_mean).abs() <= MEAN_RETURN_TOL,
             "{task}: heuristic mean {ours_mean:.2} vs Gymnasium {ref_mean:.2}"
