@@ -249,3 +249,34 @@ fn imported_predecessor_checkpoints_evaluate() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
 }
+
+#[test]
+fn parallel_seeds_write_one_directory_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let o = brc(&[
+        "train",
+        "--config",
+        "configs/smoke.toml",
+        "--seeds",
+        "0..2",
+        "--out",
+        out,
+        "--quiet",
+        "--json",
+        "--set",
+        "training.episodes_per_task=1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summaries: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summaries[0]["seed"], 0);
+    assert_eq!(summaries[1]["seed"], 1);
+    for k in 0..2 {
+        assert!(tmp
+            .path()
+            .join(format!("smoke/seed-{k}/summary.json"))
+            .is_file());
+    }
+    let o = brc(&["train", "--config", "configs/smoke.toml", "--seeds", "3..3"]);
+    assert_eq!(o.status.code(), Some(2), "an empty range is refused");
+}
