@@ -113,6 +113,6 @@ impl LayerNorm {
 
     /// Normalises `x` `[B, dim]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::layer_norm(x, &self.gamma, &self.beta, LN_EPS)
+        ops::layer_norm_fused(x, &self.gamma, &self.beta, LN_EPS)
     }
 }
