@@ -46,7 +46,7 @@ impl Linear {
 
     /// `x` `[B, in]` → `[B, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight)?.broadcast_add(&self.bias)?)
+        ops::bias_add(&x.matmul(&self.weight)?, &self.bias)
     }
 }
 
