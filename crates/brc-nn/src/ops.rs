@@ -140,15 +140,17 @@ impl candle_core::CustomOp3 for FusedLayerNorm {
         {
             let (mean, rstd) = moments(row, self.eps);
             // dx = rstd · (dxhat − mean(dxhat) − xhat · mean(dxhat · xhat)), dxhat = dy · γ.
-            let (mut sum_dxhat, mut sum_dxhat_xhat) = (0f32, 0f32);
+            let (mut sum_dxhat, mut sum_dxhat_xhat) = ([0f32; 8], [0f32; 8]);
             for i in 0..dim {
                 let xhat = (row[i] - mean) * rstd;
                 let dxhat = dyr[i] * g[i];
-                sum_dxhat += dxhat;
-                sum_dxhat_xhat += dxhat * xhat;
+                sum_dxhat[i % 8] += dxhat;
+                sum_dxhat_xhat[i % 8] += dxhat * xhat;
                 dgamma[i] += dyr[i] * xhat;
                 dbeta[i] += dyr[i];
             }
+            let sum_dxhat: f32 = sum_dxhat.iter().sum();
+            let sum_dxhat_xhat: f32 = sum_dxhat_xhat.iter().sum();
             let n = dim as f32;
             for i in 0..dim {
                 let xhat = (row[i] - mean) * rstd;
@@ -168,9 +170,19 @@ impl candle_core::CustomOp3 for FusedLayerNorm {
 /// Mean and 1/sqrt(biased variance + eps) of one row.
 fn moments(row: &[f32], eps: f32) -> (f32, f32) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = lane_sum(row.iter().copied()) / n;
+    let var = lane_sum(row.iter().map(|v| (v - mean) * (v - mean))) / n;
     (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// A sum over 8 independent lanes: a plain `sum()` is one serial chain of float additions
+/// that the compiler may not reorder, which made the fused LayerNorm's row sums its main cost.
+fn lane_sum(values: impl Iterator<Item = f32>) -> f32 {
+    let mut lanes = [0f32; 8];
+    for (i, v) in values.enumerate() {
+        lanes[i % 8] += v;
+    }
+    lanes.iter().sum()
 }
 
 #[cfg(test)]
