@@ -67,28 +67,62 @@ pub fn run_episode<E: Env>(
     env: &mut E,
     seed: u64,
     max_steps: usize,
+    policy: impl FnMut(&Observation) -> usize,
+) -> Result<EpisodeSummary, EnvError> {
+    run_episode_observed(env, seed, max_steps, policy, |_, _| {})
+}
+
+/// Where an episode is, for observers such as renderers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpisodeProgress {
+    /// Steps taken so far (0 right after reset).
+    pub step: usize,
+    /// Sum of rewards so far.
+    pub episode_return: f64,
+    /// The action of the last step (`None` right after reset).
+    pub action: Option<usize>,
+    /// Whether this is the episode's last state.
+    pub done: bool,
+}
+
+/// [`run_episode`] that also shows `observe` the env after reset and after every step.
+pub fn run_episode_observed<E: Env>(
+    env: &mut E,
+    seed: u64,
+    max_steps: usize,
     mut policy: impl FnMut(&Observation) -> usize,
+    mut observe: impl FnMut(&E, &EpisodeProgress),
 ) -> Result<EpisodeSummary, EnvError> {
     let mut obs = env.reset(seed);
-    let mut episode_return = 0.0;
-    for t in 1..=max_steps {
-        let step = env.step(policy(&obs))?;
-        episode_return += step.reward;
+    let mut progress = EpisodeProgress {
+        step: 0,
+        episode_return: 0.0,
+        action: None,
+        done: max_steps == 0,
+    };
+    observe(env, &progress);
+    let mut outcome = Outcome::TimeLimit;
+    while progress.step < max_steps {
+        let action = policy(&obs);
+        let step = env.step(action)?;
         obs = step.obs;
+        progress.step += 1;
+        progress.episode_return += step.reward;
+        progress.action = Some(action);
         if let Some(termination) = step.termination {
-            return Ok(EpisodeSummary {
-                seed,
-                episode_return,
-                length: t,
-                outcome: termination.into(),
-            });
+            outcome = termination.into();
+        }
+        progress.done = step.termination.is_some() || progress.step == max_steps;
+        observe(env, &progress);
+        if step.termination.is_some() {
+            break;
         }
     }
     Ok(EpisodeSummary {
         seed,
-        episode_return,
-        length: max_steps,
-        outcome: Outcome::TimeLimit,
+        episode_return: progress.episode_return,
+        length: progress.step,
+        outcome,
     })
 }
 

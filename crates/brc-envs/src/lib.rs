@@ -18,7 +18,9 @@ pub mod rng;
 mod scene;
 mod task;
 
-pub use episode::{run_episode, EpisodeStats, EpisodeSummary, Outcome};
+pub use episode::{
+    run_episode, run_episode_observed, EpisodeProgress, EpisodeStats, EpisodeSummary, Outcome,
+};
 pub use heuristic::heuristic_action;
 pub use lunar_lander::{Draw, LunarLander, VIEWPORT_H, VIEWPORT_W};
 pub use scene::{EngineFiring, Scene};

@@ -183,3 +183,18 @@ fn scene_geometry_follows_the_lander() {
     assert!(scene.engines.main && !scene.engines.left && !scene.engines.right);
     assert!(scene.wind != 0.0);
 }
+
+#[test]
+fn observed_episodes_show_every_state_once() {
+    let mut env = LunarLander::new(TaskSpec::heavy()).unwrap();
+    let mut seen = Vec::new();
+    let summary = brc_envs::run_episode_observed(&mut env, 4, 800, heuristic_action, |e, p| {
+        seen.push((p.step, p.done, e.scene().engines.main));
+    })
+    .unwrap();
+    assert_eq!(seen.len(), summary.length + 1, "reset plus one per step");
+    assert_eq!(seen[0], (0, false, false));
+    assert!(seen.last().unwrap().1 && seen.iter().filter(|s| s.1).count() == 1);
+    let plain = run_episode(&mut env, 4, 800, heuristic_action).unwrap();
+    assert_eq!(plain, summary);
+}

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use brc_agents::Agent;
-use brc_envs::{run_episode, EpisodeSummary, LunarLander, TaskSpec};
+use brc_envs::{run_episode_observed, EpisodeProgress, EpisodeSummary, LunarLander, TaskSpec};
 use serde::Serialize;
 
 use crate::seeds::eval_env_seed;
@@ -65,12 +65,26 @@ pub fn evaluate_task(
     episodes: usize,
     eval_seed: u64,
 ) -> Result<TaskEvaluation, TrainError> {
+    evaluate_task_observed(agent, task_id, spec, env, episodes, eval_seed, |_, _, _| {})
+}
+
+/// [`evaluate_task`] that shows `observe` the env after every reset and step, with the
+/// episode's index (for recording or watching episodes).
+pub fn evaluate_task_observed(
+    agent: &dyn Agent,
+    task_id: usize,
+    spec: &TaskSpec,
+    env: &mut LunarLander,
+    episodes: usize,
+    eval_seed: u64,
+    mut observe: impl FnMut(usize, &LunarLander, &EpisodeProgress),
+) -> Result<TaskEvaluation, TrainError> {
     let mut runs = Vec::with_capacity(episodes);
-    for i in 0..episodes as u64 {
+    for i in 0..episodes {
         let mut failure = None;
-        let summary = run_episode(
+        let summary = run_episode_observed(
             env,
-            eval_env_seed(eval_seed, i),
+            eval_env_seed(eval_seed, i as u64),
             spec.max_episode_steps,
             |obs| match agent.greedy_action(obs, task_id) {
                 Ok(a) => a,
@@ -79,6 +93,7 @@ pub fn evaluate_task(
                     0
                 }
             },
+            |env, progress| observe(i, env, progress),
         )?;
         if let Some(e) = failure {
             return Err(e.into());

@@ -14,7 +14,8 @@ mod trainer;
 
 pub use config::{load_config, parse_config, ConfigError, RunConfig};
 pub use evaluation::{
-    checkpoint_file, evaluate_agent, evaluate_task, load_run_agent, EvalEpisode, TaskEvaluation,
+    checkpoint_file, evaluate_agent, evaluate_task, evaluate_task_observed, load_run_agent,
+    EvalEpisode, TaskEvaluation,
 };
 pub use import::{import_torch, TorchKind};
 pub use records::{EpisodeRecord, EvalRecord, GradientConflict, Summary};
