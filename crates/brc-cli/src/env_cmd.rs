@@ -7,9 +7,15 @@ use anyhow::{bail, Context, Result};
 use brc_envs::fidelity::{
     self, FileCheck, PRE_CONTACT_OBS_TOL, PRE_CONTACT_REWARD_TOL, RESET_OBS_TOL,
 };
-use brc_envs::{heuristic_action, run_episode, EpisodeStats, LunarLander, TaskSpec};
+use brc_envs::rng::NumpyRng;
+use brc_envs::{
+    heuristic_action, run_episode, run_episode_observed, EpisodeStats, LunarLander, TaskSpec,
+    NUM_ACTIONS,
+};
 use clap::Subcommand;
 use serde::Serialize;
+
+use crate::watch::{gif_path, Watcher};
 
 #[derive(Subcommand)]
 pub enum EnvCommand {
@@ -38,6 +44,45 @@ pub enum EnvCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Fly the heuristic pilot or random actions, and record (GIF) or watch (window) it.
+    Play {
+        /// standard, windy, heavy or all.
+        #[arg(long, default_value = "standard")]
+        task: String,
+        /// Who flies.
+        #[arg(long, value_enum, default_value_t = Pilot::Heuristic)]
+        policy: Pilot,
+        /// Env seed of the first episode (episode i uses seed + i; random actions too).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Episodes per task.
+        #[arg(long, default_value_t = 1)]
+        episodes: usize,
+        /// Record an animated GIF (`x.gif`; `x-<task>.gif` with --task all).
+        #[arg(long, value_name = "GIF")]
+        record: Option<PathBuf>,
+        /// Play live in a window (needs the `window` feature).
+        #[arg(long)]
+        render: bool,
+        /// GIF frames per second.
+        #[arg(long, default_value_t = 50)]
+        fps: u32,
+        /// Draw every N-th step (and each episode's first and last state).
+        #[arg(long, default_value_t = 1)]
+        every: usize,
+        /// Print one JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Who flies in `brc env play`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pilot {
+    /// Gymnasium's heuristic pilot.
+    Heuristic,
+    /// Uniformly random actions (numpy-compatible RNG seeded with the episode's seed).
+    Random,
 }
 
 pub fn run(cmd: EnvCommand) -> Result<ExitCode> {
@@ -49,7 +94,105 @@ pub fn run(cmd: EnvCommand) -> Result<ExitCode> {
             seed,
             json,
         } => heuristic(&task, episodes, seed, json),
+        EnvCommand::Play {
+            task,
+            policy,
+            seed,
+            episodes,
+            record,
+            render,
+            fps,
+            every,
+            json,
+        } => play(
+            &task,
+            policy,
+            seed,
+            episodes,
+            record.as_deref(),
+            render,
+            fps,
+            every,
+            json,
+        ),
     }
+}
+
+fn tasks_named(task: &str) -> Result<Vec<TaskSpec>> {
+    Ok(match task {
+        "all" => TaskSpec::defaults(),
+        name => vec![TaskSpec::by_name(name).with_context(|| {
+            format!("unknown task {name:?}: expected standard, windy, heavy or all")
+        })?],
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn play(
+    task: &str,
+    pilot: Pilot,
+    seed: u64,
+    episodes: usize,
+    record: Option<&std::path::Path>,
+    render: bool,
+    fps: u32,
+    every: usize,
+    json: bool,
+) -> Result<ExitCode> {
+    if episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
+    let tasks = tasks_named(task)?;
+    let mut rows = Vec::new();
+    for spec in &tasks {
+        let gif = record.map(|base| gif_path(base, &spec.name, tasks.len() > 1));
+        let mut watcher = Watcher::new(&spec.name, gif.as_deref(), fps, every, render)?;
+        let mut env = LunarLander::new(spec.clone())?;
+        let mut summaries = Vec::with_capacity(episodes);
+        for i in 0..episodes as u64 {
+            let mut actions = NumpyRng::from_seed(seed + i);
+            let policy = |obs: &brc_envs::Observation| match pilot {
+                Pilot::Heuristic => heuristic_action(obs),
+                Pilot::Random => (actions.random() * NUM_ACTIONS as f64) as usize,
+            };
+            summaries.push(run_episode_observed(
+                &mut env,
+                seed + i,
+                spec.max_episode_steps,
+                policy,
+                |env, progress| watcher.observe(env, progress),
+            )?);
+        }
+        if let (Some(frames), Some(path)) = (watcher.finish()?, &gif) {
+            eprintln!("recorded {frames} frames to {}", path.display());
+        }
+        rows.push((spec.name.clone(), summaries));
+    }
+    if json {
+        let doc: Vec<_> = rows
+            .iter()
+            .map(|(task, eps)| serde_json::json!({ "task": task, "episodes": eps }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "{:<10} {:>6} {:>10} {:>7} {:>14}",
+            "task", "seed", "return", "length", "outcome"
+        );
+        for (task, eps) in &rows {
+            for e in eps {
+                println!(
+                    "{:<10} {:>6} {:>10.2} {:>7} {:>14}",
+                    task,
+                    e.seed,
+                    e.episode_return,
+                    e.length,
+                    e.outcome.name()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(files: &[PathBuf], json: bool) -> Result<ExitCode> {
@@ -116,12 +259,7 @@ fn heuristic(task: &str, episodes: usize, seed: u64, json: bool) -> Result<ExitC
     if episodes == 0 {
         bail!("--episodes must be at least 1");
     }
-    let tasks = match task {
-        "all" => TaskSpec::defaults(),
-        name => vec![TaskSpec::by_name(name).with_context(|| {
-            format!("unknown task {name:?}: expected standard, windy, heavy or all")
-        })?],
-    };
+    let tasks = tasks_named(task)?;
     #[derive(Serialize)]
     struct TaskStats {
         task: String,

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use brc_envs::{EpisodeStats, LunarLander};
-use brc_train::{evaluate_task, load_run_agent, write_atomic, TaskEvaluation};
+use brc_train::{evaluate_task_observed, load_run_agent, write_atomic, TaskEvaluation};
 use clap::Args;
 use serde::Serialize;
+
+use crate::watch::{gif_path, Watcher};
 
 #[derive(Args)]
 pub struct EvaluateArgs {
@@ -29,6 +31,18 @@ pub struct EvaluateArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
+    /// Record the episodes as an animated GIF (`out.gif`; `out-<task>.gif` for several tasks).
+    #[arg(long, value_name = "GIF")]
+    record: Option<PathBuf>,
+    /// Play the episodes live in a window (needs the `window` feature).
+    #[arg(long)]
+    render: bool,
+    /// GIF frames per second.
+    #[arg(long, default_value_t = 50)]
+    fps: u32,
+    /// Draw every N-th step (and each episode's first and last state).
+    #[arg(long, default_value_t = 1)]
+    every: usize,
 }
 
 #[derive(Serialize)]
@@ -59,17 +73,34 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
             })?],
     };
     let mut evaluations: Vec<TaskEvaluation> = Vec::new();
+    let mut recorded = Vec::new();
     for &id in &selected {
         let spec = &config.tasks[id];
         let mut env = LunarLander::new(spec.clone())?;
-        evaluations.push(evaluate_task(
+        let gif = args
+            .record
+            .as_ref()
+            .map(|base| gif_path(base, &spec.name, selected.len() > 1));
+        let mut watcher = Watcher::new(
+            &spec.name,
+            gif.as_deref(),
+            args.fps,
+            args.every,
+            args.render,
+        )?;
+        let eval = evaluate_task_observed(
             agent.as_ref(),
             id,
             spec,
             &mut env,
             args.episodes,
             seed,
-        )?);
+            |_, env, progress| watcher.observe(env, progress),
+        )?;
+        if let (Some(frames), Some(path)) = (watcher.finish()?, gif) {
+            recorded.push((path, frames));
+        }
+        evaluations.push(eval);
     }
     let rows: Vec<Row> = evaluations
         .iter()
@@ -128,6 +159,9 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         }
         println!("{:<10} {:>8} {:>8.2}", "average", "", average);
         println!("per-episode results: {}", out.display());
+    }
+    for (path, frames) in recorded {
+        eprintln!("recorded {frames} frames to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ mod evaluate_cmd;
 mod import_cmd;
 mod info_cmd;
 mod train_cmd;
+mod watch;
 
 use std::process::ExitCode;
 

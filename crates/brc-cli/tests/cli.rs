@@ -280,3 +280,42 @@ fn parallel_seeds_write_one_directory_each() {
     let o = brc(&["train", "--config", "configs/smoke.toml", "--seeds", "3..3"]);
     assert_eq!(o.status.code(), Some(2), "an empty range is refused");
 }
+
+#[test]
+fn env_play_records_a_gif_per_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gif = tmp.path().join("play.gif");
+    let o = brc(&[
+        "env",
+        "play",
+        "--task",
+        "all",
+        "--policy",
+        "random",
+        "--seed",
+        "3",
+        "--every",
+        "2",
+        "--record",
+        gif.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for row in rows.as_array().unwrap() {
+        let task = row["task"].as_str().unwrap();
+        let length = row["episodes"][0]["length"].as_u64().unwrap();
+        let path = tmp.path().join(format!("play-{task}.gif"));
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.starts_with(b"GIF89a"), "{task}");
+        // Steps 0, 2, 4, … plus the last state.
+        let frames = length / 2 + 1 + u64::from(length % 2 == 1);
+        let line = format!("recorded {frames} frames to {}", path.display());
+        assert!(stderr(&o).contains(&line), "{task}: {}", stderr(&o));
+    }
+    let o = brc(&["env", "play", "--render"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--features window"), "{}", stderr(&o));
+    let o = brc(&["env", "play", "--record", "/proc/nope/x.gif"]);
+    assert_eq!(o.status.code(), Some(2));
+}
