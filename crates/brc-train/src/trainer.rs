@@ -103,6 +103,9 @@ struct TrainerState {
     best_after_episode: usize,
     /// The fixed per-task probe batches of the gradient-conflict measurements, once drawn.
     probes: Option<Vec<Batch>>,
+    /// Training wall time up to this state, so a resumed run's clock continues.
+    #[serde(default)]
+    wall_seconds: f64,
 }
 
 /// Running means over one episode's updates.
@@ -191,18 +194,14 @@ pub fn train(
         best_average: f64::NEG_INFINITY,
         best_after_episode: 0,
         probes: None,
+        wall_seconds: 0.0,
     };
     let mut history: Vec<EpisodeRecord> = Vec::new();
     let mut eval_history: Vec<EvalRecord> = Vec::new();
     if opts.resume {
         let checkpoint = newest_checkpoint(&dir)?;
         agent.load(&checkpoint.join("agent.safetensors"))?;
-        let file = checkpoint.join("trainer.json");
-        let text = std::fs::read_to_string(&file).map_err(io(&file))?;
-        state = serde_json::from_str(&text).map_err(|e| TrainError::Io {
-            path: file.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        })?;
+        state = read_state(&checkpoint.join("trainer.json"))?;
         let replay = checkpoint.join("replay.safetensors");
         if replay.is_file() {
             buffer = ReplayBuffer::load(&replay)?;
@@ -221,6 +220,14 @@ pub fn train(
         truncate_log(&dir.conflict(), |r: &GradientConflict| {
             r.after_episode <= done
         })?;
+        // A `best` saved after the checkpoint belongs to the discarded part of the run: drop
+        // it and let the evaluations from here on choose again (the final one always saves).
+        let best = dir.checkpoint("best");
+        if read_state(&best.join("trainer.json")).is_ok_and(|b| b.episodes_done > done) {
+            std::fs::remove_dir_all(&best).map_err(io(&best))?;
+            state.best_average = f64::NEG_INFINITY;
+            state.best_after_episode = 0;
+        }
         tracing::info!(episodes = done, dir = %dir.root().display(), "resuming");
     } else {
         prepare_dir(&dir, opts.force)?;
@@ -237,6 +244,8 @@ pub fn train(
     let mut logs = Logs::open(&dir)?;
     let total = training.episodes_per_task * n_tasks;
     let start = Instant::now();
+    let clock = state.wall_seconds;
+    let elapsed = |start: &Instant| clock + start.elapsed().as_secs_f64();
 
     tracing::info!(
         agent = %agent.kind(), params = agent.num_params(), episodes = total,
@@ -326,7 +335,7 @@ pub fn train(
             grad_norm: means.mean(means.grad_norm),
             env_steps: state.env_steps,
             updates: state.updates,
-            wall_seconds: start.elapsed().as_secs_f64(),
+            wall_seconds: elapsed(&start),
         };
         Logs::line(&mut logs.episodes, &record, &dir.episodes())?;
         progress.episode(&record, total);
@@ -376,12 +385,13 @@ pub fn train(
         if done.is_multiple_of(config.checkpoints.interval_episodes) && done < total {
             // Logs first: a resumed run keeps exactly the lines up to its checkpoint.
             logs.flush(&dir)?;
+            state.wall_seconds = elapsed(&start);
             let replay = config.checkpoints.save_replay.then_some(&buffer);
             let path = dir.checkpoint(&format!("ep{done}"));
             save_checkpoint(agent.as_ref(), &state, replay, &path)?;
         }
     }
-    let wall_seconds = start.elapsed().as_secs_f64();
+    let wall_seconds = elapsed(&start);
 
     save_checkpoint(agent.as_ref(), &state, None, &dir.checkpoint("final"))?;
     let evals = evaluate_agent(
@@ -443,6 +453,15 @@ pub(crate) fn agent_context(config: &RunConfig) -> Result<AgentContext, TrainErr
         min_replay: training.min_replay,
         seed: derive(config.run.seed, Stream::Agent),
         device: brc_nn::select_device(&config.run.device)?,
+    })
+}
+
+/// A checkpoint's trainer state.
+fn read_state(file: &Path) -> Result<TrainerState, TrainError> {
+    let text = std::fs::read_to_string(file).map_err(io(file))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Io {
+        path: file.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
     })
 }
 

@@ -196,6 +196,12 @@ fn resuming_from_a_checkpoint_reproduces_the_uninterrupted_run() {
         strip(&cut, "conflict.jsonl")
     );
     assert!(cut.join("checkpoints/final/agent.safetensors").is_file());
+    assert!(cut.join("checkpoints/best/agent.safetensors").is_file());
+    // The clock continues from the checkpoint instead of restarting at zero.
+    let resumed: Vec<EpisodeRecord> = lines(cut.join("episodes.jsonl"));
+    let whole_eps: Vec<EpisodeRecord> = lines(whole.join("episodes.jsonl"));
+    assert!(resumed[3].wall_seconds >= resumed[2].wall_seconds);
+    assert_eq!(resumed.len(), whole_eps.len());
 
     // Nothing to resume from is a clear error.
     let empty = tmp.path().join("empty");
