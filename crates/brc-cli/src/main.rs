@@ -1,6 +1,7 @@
 //! `brc`: the command line of the brc toolkit. A thin shell: parsing, printing and exit codes;
 //! the work lives in the library crates.
 
+mod bench_cmd;
 mod env_cmd;
 mod evaluate_cmd;
 mod import_cmd;
@@ -41,6 +42,8 @@ enum Command {
     /// Make a run directory from the predecessor's PyTorch checkpoints (for `evaluate`).
     #[command(name = "import-torch")]
     ImportTorch(import_cmd::ImportArgs),
+    /// Measure env, replay, agent and training-loop throughput (one thread, release build).
+    Bench(bench_cmd::BenchArgs),
 }
 
 /// mimalloc's `mi_option_purge_delay` (v2 API, value 15): how long freed memory stays
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => evaluate_cmd::run(args),
         Command::Info(args) => info_cmd::run(args),
         Command::ImportTorch(args) => import_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
     };
     match result {
         Ok(code) => code,

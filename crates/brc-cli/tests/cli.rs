@@ -319,3 +319,26 @@ fn env_play_records_a_gif_per_task() {
     let o = brc(&["env", "play", "--record", "/proc/nope/x.gif"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn bench_json_has_the_documented_keys() {
+    let o = brc(&["bench", "--quick", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(doc["env"]["steps_per_s"]["median"].as_f64().unwrap() > 0.0);
+    for kind in ["independent_dqn", "shared_dqn", "brc"] {
+        assert!(
+            doc["agents"][kind]["update_us"]["median"].as_f64().unwrap() > 0.0,
+            "{kind}"
+        );
+        assert!(
+            doc["agents"][kind]["act_us"]["median"].as_f64().unwrap() > 0.0,
+            "{kind}"
+        );
+        assert!(
+            doc["e2e"][kind]["steps_per_s"]["median"].as_f64().unwrap() > 0.0,
+            "{kind}"
+        );
+    }
+    assert_eq!(doc["agents"]["brc"]["parameters"], 459_820);
+}

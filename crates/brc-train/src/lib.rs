@@ -4,6 +4,7 @@
 //! One loop trains every agent: episode i runs task i mod n; each env step is stored in the
 //! replay buffer and followed by the agent's updates once enough transitions are there.
 
+pub mod bench;
 pub mod config;
 mod evaluation;
 mod import;
