@@ -1,0 +1,4 @@
+//! Analysis of brc runs across seeds. So far: the statistics that `brc analyze` and
+//! `brc compare` report (see [`stats`]).
+
+pub mod stats;
