@@ -15,7 +15,7 @@ use brc_envs::{
 use clap::Subcommand;
 use serde::Serialize;
 
-use crate::watch::{gif_path, Watcher};
+use crate::watch::WatchArgs;
 
 #[derive(Subcommand)]
 pub enum EnvCommand {
@@ -58,18 +58,8 @@ pub enum EnvCommand {
         /// Episodes per task.
         #[arg(long, default_value_t = 1)]
         episodes: usize,
-        /// Record an animated GIF (`x.gif`; `x-<task>.gif` with --task all).
-        #[arg(long, value_name = "GIF")]
-        record: Option<PathBuf>,
-        /// Play live in a window (needs the `window` feature).
-        #[arg(long)]
-        render: bool,
-        /// GIF frames per second.
-        #[arg(long, default_value_t = 50)]
-        fps: u32,
-        /// Draw every N-th step (and each episode's first and last state).
-        #[arg(long, default_value_t = 1)]
-        every: usize,
+        #[command(flatten)]
+        watch: WatchArgs,
         /// Print one JSON document instead of the table.
         #[arg(long)]
         json: bool,
@@ -99,22 +89,9 @@ pub fn run(cmd: EnvCommand) -> Result<ExitCode> {
             policy,
             seed,
             episodes,
-            record,
-            render,
-            fps,
-            every,
+            watch,
             json,
-        } => play(
-            &task,
-            policy,
-            seed,
-            episodes,
-            record.as_deref(),
-            render,
-            fps,
-            every,
-            json,
-        ),
+        } => play(&task, policy, seed, episodes, &watch, json),
     }
 }
 
@@ -127,16 +104,12 @@ fn tasks_named(task: &str) -> Result<Vec<TaskSpec>> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn play(
     task: &str,
     pilot: Pilot,
     seed: u64,
     episodes: usize,
-    record: Option<&std::path::Path>,
-    render: bool,
-    fps: u32,
-    every: usize,
+    watch: &WatchArgs,
     json: bool,
 ) -> Result<ExitCode> {
     if episodes == 0 {
@@ -145,8 +118,7 @@ fn play(
     let tasks = tasks_named(task)?;
     let mut rows = Vec::new();
     for spec in &tasks {
-        let gif = record.map(|base| gif_path(base, &spec.name, tasks.len() > 1));
-        let mut watcher = Watcher::new(&spec.name, gif.as_deref(), fps, every, render)?;
+        let mut watcher = watch.watcher(&spec.name, tasks.len() > 1)?;
         let mut env = LunarLander::new(spec.clone())?;
         let mut summaries = Vec::with_capacity(episodes);
         for i in 0..episodes as u64 {
@@ -163,9 +135,7 @@ fn play(
                 |env, progress| watcher.observe(env, progress),
             )?);
         }
-        if let (Some(frames), Some(path)) = (watcher.finish()?, &gif) {
-            eprintln!("recorded {frames} frames to {}", path.display());
-        }
+        watcher.finish()?;
         rows.push((spec.name.clone(), summaries));
     }
     if json {

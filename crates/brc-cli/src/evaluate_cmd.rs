@@ -9,7 +9,7 @@ use brc_train::{evaluate_task_observed, load_run_agent, write_atomic, TaskEvalua
 use clap::Args;
 use serde::Serialize;
 
-use crate::watch::{gif_path, Watcher};
+use crate::watch::WatchArgs;
 
 #[derive(Args)]
 pub struct EvaluateArgs {
@@ -31,18 +31,8 @@ pub struct EvaluateArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
-    /// Record the episodes as an animated GIF (`out.gif`; `out-<task>.gif` for several tasks).
-    #[arg(long, value_name = "GIF")]
-    record: Option<PathBuf>,
-    /// Play the episodes live in a window (needs the `window` feature).
-    #[arg(long)]
-    render: bool,
-    /// GIF frames per second.
-    #[arg(long, default_value_t = 50)]
-    fps: u32,
-    /// Draw every N-th step (and each episode's first and last state).
-    #[arg(long, default_value_t = 1)]
-    every: usize,
+    #[command(flatten)]
+    watch: WatchArgs,
 }
 
 #[derive(Serialize)]
@@ -73,21 +63,10 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
             })?],
     };
     let mut evaluations: Vec<TaskEvaluation> = Vec::new();
-    let mut recorded = Vec::new();
     for &id in &selected {
         let spec = &config.tasks[id];
         let mut env = LunarLander::new(spec.clone())?;
-        let gif = args
-            .record
-            .as_ref()
-            .map(|base| gif_path(base, &spec.name, selected.len() > 1));
-        let mut watcher = Watcher::new(
-            &spec.name,
-            gif.as_deref(),
-            args.fps,
-            args.every,
-            args.render,
-        )?;
+        let mut watcher = args.watch.watcher(&spec.name, selected.len() > 1)?;
         let eval = evaluate_task_observed(
             agent.as_ref(),
             id,
@@ -97,9 +76,7 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
             seed,
             |_, env, progress| watcher.observe(env, progress),
         )?;
-        if let (Some(frames), Some(path)) = (watcher.finish()?, gif) {
-            recorded.push((path, frames));
-        }
+        watcher.finish()?;
         evaluations.push(eval);
     }
     let rows: Vec<Row> = evaluations
@@ -159,9 +136,6 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         }
         println!("{:<10} {:>8} {:>8.2}", "average", "", average);
         println!("per-episode results: {}", out.display());
-    }
-    for (path, frames) in recorded {
-        eprintln!("recorded {frames} frames to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,9 +10,38 @@ use std::sync::mpsc;
 use brc_envs::Scene;
 use brc_render::{render_into, FrameInfo, GifRecorder, Image, HEIGHT, WIDTH};
 
+/// The watching options `brc evaluate` and `brc env play` share.
+#[derive(clap::Args)]
+pub struct WatchArgs {
+    /// Record an animated GIF (`out.gif`; `out-<task>.gif` when several tasks run).
+    #[arg(long, value_name = "GIF")]
+    record: Option<PathBuf>,
+    /// Play live in a window (needs the `window` feature).
+    #[arg(long)]
+    render: bool,
+    /// GIF frames per second.
+    #[arg(long, default_value_t = 50)]
+    fps: u32,
+    /// Draw every N-th step (and each episode's first and last state).
+    #[arg(long, default_value_t = 1)]
+    every: usize,
+}
+
+impl WatchArgs {
+    /// A watcher for `task` (`several`: whether other tasks get GIFs of their own).
+    pub fn watcher(&self, task: &str, several: bool) -> Result<Watcher> {
+        let gif = self
+            .record
+            .as_ref()
+            .map(|base| gif_path(base, task, several));
+        Watcher::new(task, gif, self.fps, self.every, self.render)
+    }
+}
+
 /// Where frames go.
 pub struct Watcher {
     task: String,
+    gif_path: Option<PathBuf>,
     every: usize,
     gif: Option<GifWorker>,
     window: Option<window::Live>,
@@ -22,7 +51,7 @@ pub struct Watcher {
 }
 
 /// `out.gif` for one task, `out-<task>.gif` when several tasks are recorded.
-pub fn gif_path(base: &Path, task: &str, several: bool) -> PathBuf {
+fn gif_path(base: &Path, task: &str, several: bool) -> PathBuf {
     if !several {
         return base.to_path_buf();
     }
@@ -90,7 +119,7 @@ fn blank() -> Image {
 impl Watcher {
     /// Records into `gif` (at `fps`) and/or shows a window; every `every`-th step is drawn
     /// (plus each episode's first and last state).
-    pub fn new(task: &str, gif: Option<&Path>, fps: u32, every: usize, live: bool) -> Result<Self> {
+    fn new(task: &str, gif: Option<PathBuf>, fps: u32, every: usize, live: bool) -> Result<Self> {
         if every == 0 {
             bail!("--every must be at least 1");
         }
@@ -99,14 +128,15 @@ impl Watcher {
         } else {
             None
         };
-        let gif = match gif {
+        let worker = match &gif {
             Some(path) => Some(GifWorker::start(path, fps)?),
             None => None,
         };
         Ok(Self {
             task: task.to_string(),
+            gif_path: gif,
             every,
-            gif,
+            gif: worker,
             window,
             image: None,
             failure: None,
@@ -142,15 +172,18 @@ impl Watcher {
         }
     }
 
-    /// Finishes the GIF (written atomically) and reports the first failure, if any; returns
-    /// the number of frames recorded.
-    pub fn finish(self) -> Result<Option<usize>> {
+    /// Finishes the GIF (written atomically), says where it went, and reports the first
+    /// failure, if any.
+    pub fn finish(self) -> Result<()> {
         // The writer's own error explains a stopped writer better than our note of it.
         let frames = self.gif.map(GifWorker::finish).transpose()?;
         if let Some(e) = self.failure {
             return Err(e);
         }
-        Ok(frames)
+        if let (Some(frames), Some(path)) = (frames, self.gif_path) {
+            eprintln!("recorded {frames} frames to {}", path.display());
+        }
+        Ok(())
     }
 }
 
