@@ -19,7 +19,7 @@ pub(crate) struct AdamW {
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     /// On CPU the moments live here instead, updated by one fused loop per parameter
-    /// (measured with `cargo bench -p brc-agents --bench agent_step`: BRC update 8.0 → 7.1 ms,
+    /// (measured with `brc bench`, then the agent benchmark it replaced: BRC update 8.0 → 7.1 ms,
     /// MLP 0.66 → 0.49 ms, against ~10 tensor ops per parameter).
     host: Option<Vec<(Vec<f32>, Vec<f32>)>>,
     step: u64,

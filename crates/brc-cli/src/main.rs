@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 // candle allocates a fresh buffer per tensor op; glibc's malloc hands large freed blocks back
 // to the OS and page-faults them in again on the next update, mimalloc keeps them
-// (measured by `cargo bench -p brc-agents --bench agent_step`).
+// (measured by `brc bench`; see docs/performance.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
