@@ -27,6 +27,9 @@ pub struct TrainArgs {
     /// Several seeds in parallel, e.g. `0..5`, into `<out>/<name>/seed-<k>/`.
     #[arg(long, value_parser = parse_range)]
     seeds: Option<Range<u64>>,
+    /// How many of the `--seeds` runs train at once (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: Option<u64>,
     /// Override a config value, e.g. `--set training.episodes_per_task=100` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -169,8 +172,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     } else {
         // One single-threaded run per worker; envs are built inside each run's thread.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let jobs = args.jobs.map_or(cores, |j| j as usize);
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(runs.len().min(cores))
+            .num_threads(runs.len().min(jobs))
             .build()
             .context("cannot start the thread pool")?;
         pool.install(|| runs.par_iter().map(train_one).collect::<Result<_>>())?
