@@ -1,5 +1,10 @@
-//! Analysis of brc runs across seeds. So far: the statistics that `brc analyze` and
-//! `brc compare` report (see [`stats`]).
+//! Reading, summarising and comparing training runs across seeds: the statistics
+//! (confidence intervals, IQM, stratified bootstrap, threshold crossings), the curves and
+//! tables built from them, and the `analyze` / `compare` reports with their plots.
 
+pub mod curves;
+pub mod efficiency;
+pub mod methods;
+pub mod results;
 pub mod runs;
 pub mod stats;

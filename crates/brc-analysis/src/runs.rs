@@ -43,6 +43,16 @@ pub struct Episode {
     pub env_steps: Option<u64>,
     /// Cumulative updates after it, when logged.
     pub updates: Option<u64>,
+    /// Exploration rate during it, when logged.
+    pub epsilon: Option<f64>,
+    /// Mean training loss over its updates, when logged.
+    pub loss: Option<f64>,
+    /// Mean Q-value of its updates' batches, when logged.
+    pub mean_q: Option<f64>,
+    /// Mean gradient norm (before clipping) of its updates, when logged.
+    pub grad_norm: Option<f64>,
+    /// Wall-clock seconds since the run started, when logged.
+    pub wall_seconds: Option<f64>,
 }
 
 /// One evaluation: mean return per task after some training.
@@ -50,25 +60,84 @@ pub struct Episode {
 pub struct Evaluation {
     /// Training episodes before it (per task for the predecessor's independent logs).
     pub after_episode: usize,
+    /// Cumulative env steps before it, when logged.
+    pub env_steps: Option<u64>,
     /// Mean greedy return per task.
     pub mean_return: BTreeMap<String, f64>,
     /// Whether it is the run's final evaluation.
     pub is_final: bool,
+    /// Share of its episodes with return ≥ 200 per task, when the returns are logged.
+    pub success_rate: BTreeMap<String, f64>,
+}
+
+/// Gradient conflict between tasks at one point of training (`conflict.jsonl`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conflict {
+    /// Training episodes done when measured.
+    pub after_episode: usize,
+    /// Gradient norm per task.
+    pub norms: BTreeMap<String, f64>,
+    /// Cosine similarity per task pair `a|b`.
+    pub cosines: BTreeMap<String, f64>,
 }
 
 /// A run in one shape, whoever wrote it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
-    /// A label for tables and legends.
+    /// A label for tables and legends (the directory or file name).
     pub label: String,
-    /// Agent kind (`brc`, `shared_dqn`, … or the predecessor's method name).
+    /// The run's name (its config's `run.name`, or the predecessor's method name): runs of one
+    /// method over several seeds share it.
     pub method: String,
+    /// Agent kind (`brc`, `shared_dqn`, …), when known.
+    pub agent: Option<String>,
+    /// Run seed, when known.
+    pub seed: Option<u64>,
     /// Trainable parameters, when known.
     pub parameters: Option<usize>,
+    /// Task names in the order the run trains them.
+    pub tasks: Vec<String>,
     /// Training episodes in order.
     pub episodes: Vec<Episode>,
     /// Evaluations in order.
     pub evaluations: Vec<Evaluation>,
+    /// Gradient-conflict measurements in order.
+    pub conflicts: Vec<Conflict>,
+    /// Training wall-clock seconds of a finished run (`summary.json`).
+    pub wall_seconds: Option<f64>,
+    /// Whether the run finished (wrote its summary).
+    pub finished: bool,
+}
+
+impl Run {
+    /// The final evaluation, or the last one of a run that has none yet (then `false`).
+    pub fn final_evaluation(&self) -> Option<(&Evaluation, bool)> {
+        if let Some(e) = self.evaluations.iter().rev().find(|e| e.is_final) {
+            return Some((e, true));
+        }
+        self.evaluations.last().map(|e| (e, false))
+    }
+
+    /// Env steps done (the last logged episode's count).
+    pub fn env_steps(&self) -> Option<u64> {
+        self.episodes.last().and_then(|e| e.env_steps)
+    }
+
+    /// Updates done (the last logged episode's count).
+    pub fn updates(&self) -> Option<u64> {
+        self.episodes.last().and_then(|e| e.updates)
+    }
+}
+
+/// Task names in order of first appearance.
+fn task_order<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut tasks: Vec<String> = Vec::new();
+    for n in names {
+        if !tasks.iter().any(|t| t == n) {
+            tasks.push(n.to_string());
+        }
+    }
+    tasks
 }
 
 fn read(path: &Path) -> Result<String, RunError> {
@@ -129,6 +198,11 @@ pub fn load_run(dir: &Path) -> Result<Run, RunError> {
             episode_return: field("return")?.as_f64().unwrap_or(f64::NAN),
             env_steps: v.get("env_steps").and_then(Value::as_u64),
             updates: v.get("updates").and_then(Value::as_u64),
+            epsilon: v.get("epsilon").and_then(Value::as_f64),
+            loss: v.get("mean_loss").and_then(Value::as_f64),
+            mean_q: v.get("mean_q").and_then(Value::as_f64),
+            grad_norm: v.get("grad_norm").and_then(Value::as_f64),
+            wall_seconds: v.get("wall_seconds").and_then(Value::as_f64),
         });
     }
     let evals_path = dir.join("evals.jsonl");
@@ -137,8 +211,23 @@ pub fn load_run(dir: &Path) -> Result<Run, RunError> {
             .iter()
             .map(|v| Evaluation {
                 after_episode: v["after_episode"].as_u64().unwrap_or(0) as usize,
+                env_steps: v["env_steps"].as_u64(),
                 mean_return: tasks_means(&v["mean_return"]),
                 is_final: v["is_final"].as_bool().unwrap_or(false),
+                success_rate: success_rates(&v["returns"]),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let conflict_path = dir.join("conflict.jsonl");
+    let conflicts = if conflict_path.is_file() {
+        json_lines(&conflict_path)?
+            .iter()
+            .map(|v| Conflict {
+                after_episode: v["after_episode"].as_u64().unwrap_or(0) as usize,
+                norms: tasks_means(&v["norms"]),
+                cosines: tasks_means(&v["cosines"]),
             })
             .collect()
     } else {
@@ -147,27 +236,75 @@ pub fn load_run(dir: &Path) -> Result<Run, RunError> {
     let summary: Option<Value> = std::fs::read_to_string(dir.join("summary.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
+    // A run in progress has no summary yet: its config names it.
+    let config: Option<toml::Table> = std::fs::read_to_string(dir.join("config.toml"))
+        .ok()
+        .and_then(|t| t.parse().ok());
+    let from_config = |section: &str, key: &str| {
+        config
+            .as_ref()
+            .and_then(|c| c.get(section)?.get(key)?.as_str().map(String::from))
+    };
+    let label = dir
+        .file_name()
+        .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
     let method = summary
         .as_ref()
+        .and_then(|s| s["name"].as_str().map(String::from))
+        .or_else(|| from_config("run", "name"))
+        .unwrap_or_else(|| label.clone());
+    let agent = summary
+        .as_ref()
         .and_then(|s| s["agent"].as_str().map(String::from))
-        .unwrap_or_else(|| "unknown".into());
+        .or_else(|| from_config("agent", "kind"));
+    let seed = summary
+        .as_ref()
+        .and_then(|s| s["seed"].as_u64())
+        .or_else(|| {
+            config
+                .as_ref()
+                .and_then(|c| c.get("run")?.get("seed")?.as_integer())
+                .map(|s| s as u64)
+        });
     Ok(Run {
-        label: dir
-            .file_name()
-            .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into()),
+        label,
         method,
+        agent,
+        seed,
         parameters: summary
             .as_ref()
             .and_then(|s| s["parameters"].as_u64())
             .map(|p| p as usize),
+        tasks: task_order(episodes.iter().map(|e| e.task.as_str())),
         episodes,
         evaluations,
+        conflicts,
+        wall_seconds: summary.as_ref().and_then(|s| s["wall_seconds"].as_f64()),
+        finished: summary.is_some(),
     })
+}
+
+/// Share of returns ≥ 200 per task from an evaluation's `returns` map.
+fn success_rates(v: &Value) -> BTreeMap<String, f64> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, x)| {
+                    let r: Vec<f64> = x.as_array()?.iter().filter_map(Value::as_f64).collect();
+                    (!r.is_empty()).then(|| {
+                        let ok = r.iter().filter(|&&x| x >= 200.0).count();
+                        (k.clone(), ok as f64 / r.len() as f64)
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Reads one of the predecessor's `metrics.json` files, in its multi-task schema
 /// (`episodes[...]`, `eval_history`) or its independent one (`episode_rewards`,
-/// `eval_rewards`, `eval_episodes`; one task, named after the file).
+/// `eval_rewards`, `eval_episodes`; one task, named after the file). Its method name gets a
+/// ` (predecessor)` suffix so it never mixes with ours.
 pub fn load_predecessor(path: &Path) -> Result<Run, RunError> {
     let doc: Value =
         serde_json::from_str(&read(path)?).map_err(|e| invalid(path, format!("not JSON: {e}")))?;
@@ -177,7 +314,7 @@ pub fn load_predecessor(path: &Path) -> Result<Run, RunError> {
     if let Some(eps) = doc.get("episodes").and_then(Value::as_array) {
         // Multi-task schema: steps per episode are logged, so cumulative steps are exact.
         let mut steps = 0u64;
-        let episodes = eps
+        let episodes: Vec<Episode> = eps
             .iter()
             .enumerate()
             .map(|(i, e)| {
@@ -188,6 +325,11 @@ pub fn load_predecessor(path: &Path) -> Result<Run, RunError> {
                     episode_return: e["reward"].as_f64().unwrap_or(f64::NAN),
                     env_steps: Some(steps),
                     updates: None,
+                    epsilon: e["epsilon"].as_f64(),
+                    loss: e["loss"].as_f64(),
+                    mean_q: None,
+                    grad_norm: None,
+                    wall_seconds: None,
                 }
             })
             .collect();
@@ -201,24 +343,47 @@ pub fn load_predecessor(path: &Path) -> Result<Run, RunError> {
         // Its config logs the interval; files without one evaluated every 50 episodes.
         let evals_every = doc["config"]["eval_freq"].as_u64().unwrap_or(50) as usize;
         let evaluations = (0..n)
-            .map(|k| Evaluation {
-                after_episode: (k + 1) * evals_every,
-                mean_return: history
-                    .iter()
-                    .filter_map(|(t, v)| Some((t.clone(), v.as_array()?.get(k)?.as_f64()?)))
-                    .collect(),
-                is_final: false,
+            .map(|k| {
+                let after = (k + 1) * evals_every;
+                Evaluation {
+                    after_episode: after,
+                    env_steps: after
+                        .checked_sub(1)
+                        .and_then(|i| episodes.get(i))
+                        .and_then(|e| e.env_steps),
+                    mean_return: history
+                        .iter()
+                        .filter_map(|(t, v)| Some((t.clone(), v.as_array()?.get(k)?.as_f64()?)))
+                        .collect(),
+                    is_final: false,
+                    success_rate: BTreeMap::new(),
+                }
             })
             .collect();
+        let name = doc["method"].as_str().unwrap_or(&stem).to_string();
+        // Its brc.json logs the 3-block, 51-atom count (459,820), but that run's config has 2
+        // blocks and 21 atoms: 296,884 parameters (shared/predecessor/README.md).
+        let parameters = if name == "brc" && doc["config"]["num_blocks"].as_u64() == Some(2) {
+            Some(296_884)
+        } else {
+            doc["parameters"].as_u64().map(|p| p as usize)
+        };
         return Ok(Run {
-            label: format!("predecessor {stem}"),
-            method: doc["method"].as_str().unwrap_or(&stem).to_string(),
-            parameters: doc["parameters"].as_u64().map(|p| p as usize),
+            label: format!("{name} (predecessor)"),
+            method: format!("{name} (predecessor)"),
+            agent: None,
+            seed: None,
+            parameters,
+            tasks: task_order(episodes.iter().map(|e| e.task.as_str())),
             episodes,
             evaluations,
+            conflicts: Vec::new(),
+            wall_seconds: None,
+            finished: true,
         });
     }
     if let Some(rewards) = doc.get("episode_rewards").and_then(Value::as_array) {
+        let losses = doc["episode_losses"].as_array();
         let episodes = rewards
             .iter()
             .enumerate()
@@ -228,6 +393,11 @@ pub fn load_predecessor(path: &Path) -> Result<Run, RunError> {
                 episode_return: r.as_f64().unwrap_or(f64::NAN),
                 env_steps: None,
                 updates: None,
+                epsilon: None,
+                loss: losses.and_then(|l| l.get(i)?.as_f64()),
+                mean_q: None,
+                grad_norm: None,
+                wall_seconds: None,
             })
             .collect();
         let at = doc["eval_episodes"].as_array().cloned().unwrap_or_default();
@@ -239,22 +409,94 @@ pub fn load_predecessor(path: &Path) -> Result<Run, RunError> {
             .zip(&at)
             .map(|(r, e)| Evaluation {
                 after_episode: e.as_u64().unwrap_or(0) as usize,
+                env_steps: None,
                 mean_return: [(stem.clone(), r.as_f64().unwrap_or(f64::NAN))].into(),
                 is_final: false,
+                success_rate: BTreeMap::new(),
             })
             .collect();
         return Ok(Run {
-            label: format!("predecessor independent {stem}"),
+            label: format!("independent_dqn {stem} (predecessor)"),
             method: "independent_dqn (predecessor)".into(),
+            agent: None,
+            seed: None,
             parameters: None,
+            tasks: vec![stem],
             episodes,
             evaluations,
+            conflicts: Vec::new(),
+            wall_seconds: None,
+            finished: true,
         });
     }
     Err(invalid(
         path,
         "neither of the predecessor's metrics schemas (no `episodes` or `episode_rewards`)",
     ))
+}
+
+/// The predecessor's runs in its `metrics/` directory: each multi-task log as one run, and its
+/// per-task independent logs (`standard.json`, `windy.json`, `heavy.json`) joined into one
+/// three-task run, as it reported them (3 × 35,716 = 107,148 parameters).
+pub fn load_predecessor_dir(dir: &Path) -> Result<Vec<Run>, RunError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| RunError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut runs = Vec::new();
+    let mut independent: Vec<Run> = Vec::new();
+    for f in &files {
+        let run = load_predecessor(f)?;
+        if run.method == "independent_dqn (predecessor)" {
+            independent.push(run);
+        } else {
+            runs.push(run);
+        }
+    }
+    if runs.is_empty() && independent.is_empty() {
+        return Err(invalid(dir, "no metrics .json files"));
+    }
+    if !independent.is_empty() {
+        // Task order as the predecessor numbered them.
+        let rank = |t: &str| ["standard", "windy", "heavy"].iter().position(|x| *x == t);
+        independent.sort_by_key(|r| rank(&r.tasks[0]).unwrap_or(usize::MAX));
+        let mut joined = Run {
+            label: "independent_dqn (predecessor)".into(),
+            method: "independent_dqn (predecessor)".into(),
+            agent: None,
+            seed: None,
+            parameters: (independent.len() == 3).then_some(107_148),
+            tasks: independent.iter().map(|r| r.tasks[0].clone()).collect(),
+            episodes: Vec::new(),
+            evaluations: Vec::new(),
+            conflicts: Vec::new(),
+            wall_seconds: None,
+            finished: true,
+        };
+        for r in &independent {
+            joined.episodes.extend(r.episodes.iter().cloned());
+        }
+        // The k-th evaluations of the three trainings form one evaluation of all tasks.
+        let n = independent
+            .iter()
+            .map(|r| r.evaluations.len())
+            .min()
+            .unwrap_or(0);
+        for k in 0..n {
+            let mut e = independent[0].evaluations[k].clone();
+            for r in &independent[1..] {
+                e.mean_return.extend(r.evaluations[k].mean_return.clone());
+            }
+            joined.evaluations.push(e);
+        }
+        runs.push(joined);
+    }
+    Ok(runs)
 }
 
 #[cfg(test)]
@@ -280,7 +522,9 @@ mod tests {
         let run = load_run(&dir).unwrap();
         assert_eq!(run.episodes.len(), 2);
         assert_eq!(run.episodes[1].env_steps, Some(150));
-        assert_eq!(run.method, "unknown", "no summary yet");
+        assert!(!run.finished, "no summary yet");
+        assert_eq!(run.agent, None, "no summary or config");
+        assert_eq!(run.tasks, ["standard", "windy"]);
         assert!(run.evaluations.is_empty());
         std::fs::write(dir.join("episodes.jsonl"), "garbage\n{\"episode\":0}\n").unwrap();
         let e = load_run(&dir).unwrap_err().to_string();
