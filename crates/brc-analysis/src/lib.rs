@@ -5,6 +5,7 @@
 pub mod curves;
 pub mod efficiency;
 pub mod methods;
+pub mod report;
 pub mod results;
 pub mod runs;
 pub mod stats;

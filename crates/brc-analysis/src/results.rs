@@ -142,7 +142,7 @@ pub fn method_result(
 }
 
 /// `P(row beats column)` averaged over tasks (rliable's probability of improvement); `NaN` on
-/// the diagonal.
+/// the diagonal and where the two methods share no task with scores.
 pub fn improvement_matrix(methods: &[Method], tasks: &[String]) -> Vec<Vec<f64>> {
     let scores: Vec<Vec<Vec<f64>>> = methods.iter().map(|m| final_scores(m, tasks)).collect();
     let column = |s: &[Vec<f64>], t: usize| -> Vec<f64> { s.iter().map(|r| r[t]).collect() };
@@ -153,12 +153,12 @@ pub fn improvement_matrix(methods: &[Method], tasks: &[String]) -> Vec<Vec<f64>>
                     if i == j {
                         return f64::NAN;
                     }
+                    // Tasks where either method has no score are left out.
                     let per_task: Vec<f64> = (0..tasks.len())
-                        .map(|t| {
-                            probability_of_improvement(
-                                &column(&scores[i], t),
-                                &column(&scores[j], t),
-                            )
+                        .filter_map(|t| {
+                            let (x, y) = (column(&scores[i], t), column(&scores[j], t));
+                            let finite = |v: &[f64]| v.iter().all(|s| s.is_finite());
+                            (finite(&x) && finite(&y)).then(|| probability_of_improvement(&x, &y))
                         })
                         .collect();
                     mean(&per_task)
@@ -451,6 +451,11 @@ mod tests {
         assert!(p[0][0].is_nan());
         assert_eq!(p[0][1], (1.0 + 0.5) / 2.0);
         assert_eq!(p[1][0], (0.0 + 0.5) / 2.0);
+        // A method without scores on task b is compared on task a alone.
+        let z = method("z", vec![run(0, 5.0, f64::NAN, true)]);
+        let x = method("x", vec![run(0, 10.0, 0.0, true), run(1, 20.0, 10.0, true)]);
+        let p = improvement_matrix(&[x, z], &tasks);
+        assert_eq!(p[0][1], 1.0);
     }
 
     #[test]

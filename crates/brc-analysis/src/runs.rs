@@ -103,7 +103,7 @@ pub struct Run {
     pub evaluations: Vec<Evaluation>,
     /// Gradient-conflict measurements in order.
     pub conflicts: Vec<Conflict>,
-    /// Training wall-clock seconds of a finished run (`summary.json`).
+    /// Training wall-clock seconds (`summary.json`; for a run in progress, its last episode's).
     pub wall_seconds: Option<f64>,
     /// Whether the run finished (wrote its summary).
     pub finished: bool,
@@ -266,6 +266,10 @@ pub fn load_run(dir: &Path) -> Result<Run, RunError> {
                 .and_then(|c| c.get("run")?.get("seed")?.as_integer())
                 .map(|s| s as u64)
         });
+    let wall_seconds = summary
+        .as_ref()
+        .and_then(|s| s["wall_seconds"].as_f64())
+        .or_else(|| episodes.last().and_then(|e| e.wall_seconds));
     Ok(Run {
         label,
         method,
@@ -279,7 +283,8 @@ pub fn load_run(dir: &Path) -> Result<Run, RunError> {
         episodes,
         evaluations,
         conflicts,
-        wall_seconds: summary.as_ref().and_then(|s| s["wall_seconds"].as_f64()),
+        // A run in progress: the clock of its last logged episode.
+        wall_seconds,
         finished: summary.is_some(),
     })
 }
@@ -342,9 +347,23 @@ pub fn load_predecessor(path: &Path) -> Result<Run, RunError> {
             .unwrap_or(0);
         // Its config logs the interval; files without one evaluated every 50 episodes.
         let evals_every = doc["config"]["eval_freq"].as_u64().unwrap_or(50) as usize;
+        // Entries are plain numbers, or `{episode, reward}` in its BRC log.
+        let entry = |t: &Value, k: usize| -> Option<(Option<usize>, f64)> {
+            let v = t.as_array()?.get(k)?;
+            match v.as_f64() {
+                Some(x) => Some((None, x)),
+                None => Some((
+                    v["episode"].as_u64().map(|e| e as usize),
+                    v["reward"].as_f64()?,
+                )),
+            }
+        };
         let evaluations = (0..n)
             .map(|k| {
-                let after = (k + 1) * evals_every;
+                let after = history
+                    .values()
+                    .find_map(|t| entry(t, k)?.0)
+                    .unwrap_or((k + 1) * evals_every);
                 Evaluation {
                     after_episode: after,
                     env_steps: after
@@ -353,7 +372,7 @@ pub fn load_predecessor(path: &Path) -> Result<Run, RunError> {
                         .and_then(|e| e.env_steps),
                     mean_return: history
                         .iter()
-                        .filter_map(|(t, v)| Some((t.clone(), v.as_array()?.get(k)?.as_f64()?)))
+                        .filter_map(|(t, v)| Some((t.clone(), entry(v, k)?.1)))
                         .collect(),
                     is_final: false,
                     success_rate: BTreeMap::new(),
@@ -558,6 +577,14 @@ mod tests {
         assert_eq!(shared.evaluations.len(), 29);
         assert_eq!(shared.evaluations[1].after_episode, 100);
         assert_eq!(shared.evaluations[0].mean_return.len(), 3);
+
+        let brc = load_predecessor(&base.join("brc.json")).unwrap();
+        assert_eq!(brc.evaluations[0].after_episode, 50);
+        assert_eq!(
+            brc.evaluations[0].mean_return.len(),
+            3,
+            "{{episode, reward}} entries"
+        );
 
         let standard = load_predecessor(&base.join("standard.json")).unwrap();
         assert_eq!(standard.episodes[0].env_steps, None);

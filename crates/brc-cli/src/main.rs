@@ -6,6 +6,7 @@ mod env_cmd;
 mod evaluate_cmd;
 mod import_cmd;
 mod info_cmd;
+mod report_cmd;
 mod train_cmd;
 mod watch;
 
@@ -42,6 +43,10 @@ enum Command {
     /// Make a run directory from the predecessor's PyTorch checkpoints (for `evaluate`).
     #[command(name = "import-torch")]
     ImportTorch(import_cmd::ImportArgs),
+    /// Plots, tables and a report of one method (a run or its seeds).
+    Analyze(report_cmd::AnalyzeArgs),
+    /// Compare methods side by side: results table with CIs and IQM, plots, report.
+    Compare(report_cmd::CompareArgs),
     /// Measure env, replay, agent and training-loop throughput (one thread, release build).
     Bench(bench_cmd::BenchArgs),
 }
@@ -78,6 +83,8 @@ fn main() -> ExitCode {
         Command::Info(args) => info_cmd::run(args),
         Command::ImportTorch(args) => import_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Analyze(args) => report_cmd::run_analyze(args),
+        Command::Compare(args) => report_cmd::run_compare(args),
     };
     match result {
         Ok(code) => code,
