@@ -72,7 +72,13 @@ pub fn load_methods(path: &Path) -> Result<Vec<Method>, RunError> {
         })
         .unwrap_or(false);
     if has_json {
-        return load_predecessor_dir(path)?
+        let runs = load_predecessor_dir(path).map_err(|e| {
+            invalid(
+                path,
+                format!("not a run directory, a directory of seed runs, or the predecessor's metrics ({e})"),
+            )
+        })?;
+        return runs
             .into_iter()
             .map(|r| method_of(path, vec![r], true))
             .collect();

@@ -279,6 +279,41 @@ fn parallel_seeds_write_one_directory_each() {
     }
     let o = brc(&["train", "--config", "configs/smoke.toml", "--seeds", "3..3"]);
     assert_eq!(o.status.code(), Some(2), "an empty range is refused");
+
+    // The seeds analysed together, then compared with a single run of them.
+    let seeds = tmp.path().join("smoke");
+    let o = brc(&["analyze", seeds.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(files
+        .iter()
+        .any(|f| f.ends_with("plots/training_curves.png")));
+    let report = std::fs::read_to_string(seeds.join("plots/report.md")).unwrap();
+    assert!(report.contains("2 seeds"), "{report}");
+    let cmp = tmp.path().join("cmp");
+    let o = brc(&[
+        "compare",
+        seeds.to_str().unwrap(),
+        "--out",
+        cmp.to_str().unwrap(),
+        "--resamples",
+        "100",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = std::fs::read_to_string(cmp.join("results.md")).unwrap();
+    assert!(table.contains("| smoke | 2 |"), "{table}");
+    // The same method twice is refused; so is a directory that holds no run.
+    let o = brc(&[
+        "compare",
+        seeds.to_str().unwrap(),
+        seeds.join("seed-0").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("given twice"), "{}", stderr(&o));
+    let o = brc(&["analyze", cmp.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a run directory"), "{}", stderr(&o));
 }
 
 #[test]
