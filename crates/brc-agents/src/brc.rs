@@ -155,7 +155,7 @@ impl Brc {
             let discount = self.ctx.gamma * f64::from(1.0 - batch.terminated[i]);
             project_distribution(
                 &next_probs[start..start + n],
-                f64::from(batch.rewards[i]),
+                f64::from(batch.rewards[i]) * self.config.reward_scale,
                 discount,
                 &self.support,
                 &mut projected[i * n..(i + 1) * n],
@@ -210,6 +210,10 @@ impl Agent for Brc {
             .sum(D::Minus1)?
             .flatten_all()?
             .to_vec1()?;
+        let q: Vec<f32> = q
+            .iter()
+            .map(|v| (f64::from(*v) / self.config.reward_scale) as f32)
+            .collect();
         q.try_into()
             .map_err(|_| AgentError::Batch("network did not return 4 actions".into()))
     }
@@ -237,10 +241,16 @@ impl Agent for Brc {
         let (loss, q_taken) = self.loss(batch)?;
         let grads = loss.backward()?;
         let grad_norm = self.optimizer.step(&grads, self.config.grad_clip)?;
+        if self.config.target_tau > 0.0 {
+            self.target
+                .params()
+                .soft_update_from(self.online.params(), self.config.target_tau)?;
+        }
+        let mean_q: f32 = q_taken.mean_all()?.to_scalar()?;
         Ok(UpdateStats {
             loss: loss.to_scalar()?,
             grad_norm,
-            mean_q: q_taken.mean_all()?.to_scalar()?,
+            mean_q: (f64::from(mean_q) / self.config.reward_scale) as f32,
         })
     }
 
@@ -248,9 +258,11 @@ impl Agent for Brc {
         self.check_task(task)?;
         self.exploration.end_episode();
         self.episodes += 1;
-        if self
-            .episodes
-            .is_multiple_of(self.ctx.target_update_episodes as u64)
+        // With Polyak updates the target follows every update instead.
+        if self.config.target_tau == 0.0
+            && self
+                .episodes
+                .is_multiple_of(self.ctx.target_update_episodes as u64)
         {
             self.target.copy_from(&self.online)?;
         }

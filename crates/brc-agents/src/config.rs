@@ -207,6 +207,15 @@ pub struct BrcConfig {
     pub weight_decay: f64,
     /// Global gradient-norm clip (0 disables).
     pub grad_clip: f64,
+    /// Polyak target updates: after every update the target moves this fraction toward the
+    /// online network. 0 (the design note): hard copies every `target_update_episodes`.
+    pub target_tau: f64,
+    /// Rewards are multiplied by this before the Bellman target, so returns fit the support
+    /// (the BRC paper scales returns into ±10); `v_min`/`v_max` are in scaled units and
+    /// reported Q-values are scaled back.
+    pub reward_scale: f64,
+    /// Unit-L2-norm task embeddings (the BRC paper).
+    pub unit_norm_embedding: bool,
 }
 
 impl Default for BrcConfig {
@@ -222,6 +231,9 @@ impl Default for BrcConfig {
             lr: 3e-4,
             weight_decay: 1e-4,
             grad_clip: 10.0,
+            target_tau: 0.0,
+            reward_scale: 1.0,
+            unit_norm_embedding: false,
         }
     }
 }
@@ -243,7 +255,11 @@ impl BrcConfig {
         }
         positive("lr", self.lr)?;
         non_negative("weight_decay", self.weight_decay)?;
-        non_negative("grad_clip", self.grad_clip)
+        non_negative("grad_clip", self.grad_clip)?;
+        if !(0.0..=1.0).contains(&self.target_tau) {
+            return Err(issue("target_tau", self.target_tau, "must be in [0, 1]"));
+        }
+        positive("reward_scale", self.reward_scale)
     }
 
     /// The network this config describes, for `num_tasks` tasks.
@@ -255,6 +271,7 @@ impl BrcConfig {
             num_blocks: self.num_blocks,
             num_atoms: self.num_atoms,
             post_ln: self.post_ln,
+            unit_norm_embedding: self.unit_norm_embedding,
             ..Default::default()
         }
     }

@@ -30,6 +30,9 @@ pub struct BroNetConfig {
     /// `true` (official BRC/BRO code): `Linear → LN → ReLU` input, post-LN blocks
     /// `x + LN(fc2(ReLU(LN(fc1(x)))))`, no final LN.
     pub post_ln: bool,
+    /// Scale each task's embedding to unit L2 norm before it joins the state (the BRC
+    /// paper's multi-task embedding), so no task's code can grow to dominate the input.
+    pub unit_norm_embedding: bool,
 }
 
 impl Default for BroNetConfig {
@@ -43,6 +46,7 @@ impl Default for BroNetConfig {
             num_blocks: 3,
             num_atoms: 51,
             post_ln: false,
+            unit_norm_embedding: false,
         }
     }
 }
@@ -232,7 +236,14 @@ impl BroNet {
     /// when `embedding_dim` is 0).
     pub fn forward(&self, obs: &Tensor, task: &Tensor) -> Result<Tensor> {
         let x = match &self.embedding {
-            Some(e) => Tensor::cat(&[obs, &e.forward(task)?], 1)?,
+            Some(e) => {
+                let mut code = e.forward(task)?;
+                if self.config.unit_norm_embedding {
+                    let norm = code.sqr()?.sum_keepdim(1)?.sqrt()?;
+                    code = code.broadcast_div(&norm)?;
+                }
+                Tensor::cat(&[obs, &code], 1)?
+            }
             None => obs.clone(),
         };
         let mut x = self.input.forward(&x)?;

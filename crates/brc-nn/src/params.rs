@@ -160,6 +160,21 @@ impl ParamStore {
         Ok(())
     }
 
+    /// Moves every variable a fraction `tau` of the way to the same-named variable of `other`:
+    /// `v ← (1 − tau)·v + tau·src` (Polyak-averaged target network). Layouts must match.
+    pub fn soft_update_from(&self, other: &ParamStore, tau: f64) -> Result<()> {
+        self.check_same_layout(other)?;
+        for (name, v) in &self.entries {
+            let src = other.get(name).expect("checked above");
+            if src.id() == v.id() {
+                continue;
+            }
+            let mixed = ((v.as_tensor() * (1.0 - tau))? + (src.as_tensor() * tau)?)?;
+            v.set(&mixed)?;
+        }
+        Ok(())
+    }
+
     /// An independent copy: same names, shapes and values, fresh storage.
     pub fn deep_clone(&self) -> Result<ParamStore> {
         let mut out = ParamStore::new(&self.device);

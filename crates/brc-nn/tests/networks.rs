@@ -195,7 +195,11 @@ fn cross_entropy(logits: &Tensor, seed: u64) -> Tensor {
 fn every_variable_gets_gradient_bronet() {
     let dev = Device::Cpu;
     let (obs, task) = inputs(3);
-    for cfg in [BroNetConfig::default(), post_ln()] {
+    let unit = BroNetConfig {
+        unit_norm_embedding: true,
+        ..BroNetConfig::default()
+    };
+    for cfg in [BroNetConfig::default(), post_ln(), unit] {
         let b = BroNet::new(cfg, &mut rng(1), &dev).unwrap();
         let logits = b.forward(&obs, &task).unwrap();
         assert_all_grads(&b, &cross_entropy(&logits, 11));
@@ -223,6 +227,63 @@ fn primitive_ops_match_reference() {
     }
     let q = Tensor::new(&[[1f32, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]], &dev).unwrap();
     assert_eq!(ops::argmax_rows(&q).unwrap(), vec![1, 0]);
+}
+
+#[test]
+fn unit_norm_embeddings_ignore_the_embedding_scale() {
+    let dev = Device::Cpu;
+    let (obs, task) = inputs(5);
+    let cfg = BroNetConfig {
+        unit_norm_embedding: true,
+        ..BroNetConfig::default()
+    };
+    let b = BroNet::new(cfg, &mut rng(1), &dev).unwrap();
+    let before = flat(&b.forward(&obs, &task).unwrap());
+    let emb = b.params().get("task_embedding.weight").unwrap();
+    emb.set(&(emb.as_tensor() * 7.0).unwrap()).unwrap();
+    let after = flat(&b.forward(&obs, &task).unwrap());
+    for (x, y) in before.iter().zip(&after) {
+        assert!((x - y).abs() < 1e-5, "{x} {y}");
+    }
+    // Without the normalisation the same scaling changes the output.
+    let plain = BroNet::new(BroNetConfig::default(), &mut rng(1), &dev).unwrap();
+    let before = flat(&plain.forward(&obs, &task).unwrap());
+    let emb = plain.params().get("task_embedding.weight").unwrap();
+    emb.set(&(emb.as_tensor() * 7.0).unwrap()).unwrap();
+    assert_ne!(before, flat(&plain.forward(&obs, &task).unwrap()));
+}
+
+#[test]
+fn soft_update_moves_a_fraction_of_the_way() {
+    let dev = Device::Cpu;
+    let online = BroNet::new(BroNetConfig::default(), &mut rng(1), &dev).unwrap();
+    let target = BroNet::new(BroNetConfig::default(), &mut rng(2), &dev).unwrap();
+    let (t0, o) = (all_f32(&target), all_f32(&online));
+    target
+        .params()
+        .soft_update_from(online.params(), 0.25)
+        .unwrap();
+    for ((t1, t0), o) in all_f32(&target).iter().zip(&t0).zip(&o) {
+        assert!((t1 - (0.75 * t0 + 0.25 * o)).abs() < 1e-6);
+    }
+    target
+        .params()
+        .soft_update_from(online.params(), 1.0)
+        .unwrap();
+    assert_eq!(all_f32(&target), o, "tau = 1 is a hard copy");
+    let post = BroNet::new(post_ln(), &mut rng(1), &dev).unwrap();
+    assert!(post
+        .params()
+        .soft_update_from(online.params(), 0.5)
+        .is_err());
+}
+
+fn all_f32<N: QNetwork>(n: &N) -> Vec<f32> {
+    n.params()
+        .named_vars()
+        .iter()
+        .flat_map(|(_, v)| flat(v.as_tensor()))
+        .collect()
 }
 
 #[test]
