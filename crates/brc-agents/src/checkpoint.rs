@@ -114,10 +114,11 @@ pub(crate) fn read(
             format!("holds a {found} agent, not a {} agent", kind.name()),
         ));
     }
-    let saved: Value = meta
+    let mut saved: Value = meta
         .get("config")
         .and_then(|c| serde_json::from_str(c).ok())
         .unwrap_or(Value::Null);
+    fill_new_defaults(&mut saved, kind);
     if &saved != config {
         return Err(err(
             path,
@@ -135,6 +136,25 @@ pub(crate) fn read(
         state,
         path: path.display().to_string(),
     })
+}
+
+/// A checkpoint written before a config option existed lacks its key; it was trained with
+/// that option's default (new options always default to the earlier behaviour), so the key
+/// is filled in with the default before the configs are compared.
+fn fill_new_defaults(saved: &mut Value, kind: AgentKind) {
+    let defaults = match kind {
+        AgentKind::IndependentDqn => serde_json::to_value(crate::IndependentDqnConfig::default()),
+        AgentKind::SharedDqn => serde_json::to_value(crate::SharedDqnConfig::default()),
+        AgentKind::Brc => serde_json::to_value(crate::BrcConfig::default()),
+    };
+    if let (Some(agent), Ok(Value::Object(defaults))) = (
+        saved.get_mut("agent").and_then(Value::as_object_mut),
+        defaults,
+    ) {
+        for (k, v) in defaults {
+            agent.entry(k).or_insert(v);
+        }
+    }
 }
 
 /// Copies the tensors named `<prefix><param name>` into `params`.

@@ -350,3 +350,43 @@ fn brc_polyak_targets_follow_every_update() {
     });
     assert!(build_agent(&bad, &ctx(8, 0.0)).is_err());
 }
+
+#[test]
+fn checkpoints_from_before_an_option_existed_still_load() {
+    // A BRC checkpoint whose header config lacks the later options (as written by earlier
+    // builds) loads into an agent that uses their defaults, and only into such an agent.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("brc.safetensors");
+    let agent = build_agent(&AgentConfig::Brc(BrcConfig::default()), &ctx(0, 1.0)).unwrap();
+    agent.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&meta["config"]).unwrap();
+    let fields = config["agent"].as_object_mut().unwrap();
+    for key in ["target_tau", "reward_scale", "unit_norm_embedding"] {
+        assert!(fields.remove(key).is_some(), "{key}");
+    }
+    meta.insert("config".into(), config.to_string());
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let old = safetensors::serialize(tensors.tensors(), Some(meta)).unwrap();
+    std::fs::write(&path, old).unwrap();
+
+    let mut same = build_agent(&AgentConfig::Brc(BrcConfig::default()), &ctx(1, 1.0)).unwrap();
+    same.load(&path).unwrap();
+    let obs = [0.1, 0.5, 0.0, -0.2, 0.05, 0.0, 0.0, 0.0];
+    assert_eq!(
+        same.q_values(&obs, 0).unwrap(),
+        agent.q_values(&obs, 0).unwrap()
+    );
+    let polyak = AgentConfig::Brc(BrcConfig {
+        target_tau: 0.005,
+        ..BrcConfig::default()
+    });
+    let e = build_agent(&polyak, &ctx(1, 1.0))
+        .unwrap()
+        .load(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("agent config"), "{e}");
+}
