@@ -1,5 +1,9 @@
 //! Agent checkpoints: one safetensors file with every tensor (online and target weights,
 //! optimizer moments) and a small JSON header (format version, agent kind, config, schedules).
+//!
+//! A *weights-only* checkpoint ([`export_weights`]) keeps just the online networks — a quarter
+//! of the size, for publishing trained agents. It loads like any checkpoint: the target
+//! networks start as copies of the online ones and the optimizer starts fresh.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,6 +15,8 @@ use crate::{AgentError, AgentKind, Result};
 
 const FORMAT: &str = "brc-agent";
 const VERSION: &str = "1";
+/// State-header flag of a checkpoint that holds the online weights only.
+const WEIGHTS_ONLY: &str = "weights_only";
 
 fn err(path: &Path, message: impl Into<String>) -> AgentError {
     AgentError::Checkpoint {
@@ -53,8 +59,20 @@ pub(crate) struct Loaded {
 }
 
 impl Loaded {
-    /// The tensor `name`, checked to have `dims`.
+    /// Whether only the online weights were kept ([`export_weights`]).
+    pub(crate) fn weights_only(&self) -> bool {
+        self.state.get(WEIGHTS_ONLY).and_then(Value::as_bool) == Some(true)
+    }
+
+    /// The tensor `name`, checked to have `dims`. In a weights-only checkpoint a target
+    /// network's tensor is its online network's.
     pub(crate) fn tensor(&self, name: &str, dims: &[usize]) -> Result<Tensor> {
+        let name = if self.weights_only() && name.contains("target.") {
+            name.replacen("target.", "online.", 1)
+        } else {
+            name.to_string()
+        };
+        let name = name.as_str();
         let t = self
             .tensors
             .get(name)
@@ -216,9 +234,46 @@ pub(crate) fn load_single(
     let loaded = read(path, kind, config, device)?;
     restore_params(&loaded, "online.", nets[0])?;
     restore_params(&loaded, "target.", nets[1])?;
-    let step = loaded.field("optimizer_step")?;
-    optimizer.restore("opt.", step, |n, d| loaded.tensor(n, d))?;
+    if !loaded.weights_only() {
+        let step = loaded.field("optimizer_step")?;
+        optimizer.restore("opt.", step, |n, d| loaded.tensor(n, d))?;
+    }
     loaded.field("schedules")
+}
+
+/// Writes a weights-only copy of the checkpoint `src` to `dst`: the online networks and the
+/// header (kind, config, schedules), without target networks or optimizer moments.
+pub fn export_weights(src: &Path, dst: &Path) -> Result<()> {
+    let bytes = std::fs::read(src).map_err(|e| err(src, format!("cannot read: {e}")))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| err(src, format!("not a safetensors file ({e})")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(err(src, "not a brc agent checkpoint"));
+    }
+    let kind = match meta.get("kind").map(String::as_str) {
+        Some("independent_dqn") => AgentKind::IndependentDqn,
+        Some("shared_dqn") => AgentKind::SharedDqn,
+        Some("brc") => AgentKind::Brc,
+        other => return Err(err(src, format!("unknown agent kind {other:?}"))),
+    };
+    let mut state: Value = meta
+        .get("state")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or_else(|| err(src, "missing state header"))?;
+    state[WEIGHTS_ONLY] = Value::Bool(true);
+    let config: Value = meta
+        .get("config")
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or(Value::Null);
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| err(src, format!("corrupt tensors ({e})")))?;
+    let mut online: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("online.") || n.contains(".online."))
+        .collect();
+    online.sort_by(|a, b| a.0.cmp(&b.0));
+    write(dst, kind, &config, &state, online)
 }
 
 /// `Ok` when `task` is one of the run's `num_tasks` tasks.

@@ -233,9 +233,11 @@ impl Agent for IndependentDqn {
                 path: path.display().to_string(),
                 message: format!("learner {k}: {e}"),
             };
-            let step = serde_json::from_value(s["optimizer_step"].clone()).map_err(bad)?;
-            l.optimizer
-                .restore(&format!("task{k}.opt."), step, |n, d| loaded.tensor(n, d))?;
+            if !loaded.weights_only() {
+                let step = serde_json::from_value(s["optimizer_step"].clone()).map_err(bad)?;
+                l.optimizer
+                    .restore(&format!("task{k}.opt."), step, |n, d| loaded.tensor(n, d))?;
+            }
             l.exploration = serde_json::from_value(s["exploration"].clone()).map_err(bad)?;
             l.episodes = serde_json::from_value(s["episodes"].clone()).map_err(bad)?;
         }

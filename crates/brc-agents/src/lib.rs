@@ -23,6 +23,7 @@ use brc_buffer::Batch;
 use serde::{Deserialize, Serialize};
 
 pub use brc::{project_distribution, Brc, Support};
+pub use checkpoint::export_weights;
 pub use config::{
     AgentConfig, BrcConfig, ConfigIssue, Exploration, IndependentDqnConfig, SharedDqnConfig,
     TaskOverrides,

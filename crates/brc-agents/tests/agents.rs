@@ -2,8 +2,8 @@
 //! on a fixed batch, exact save/load, and clear errors for foreign checkpoints.
 
 use brc_agents::{
-    build_agent, Agent, AgentConfig, AgentContext, BrcConfig, Exploration, IndependentDqnConfig,
-    ReplaySource, SharedDqnConfig, NUM_ACTIONS,
+    build_agent, export_weights, Agent, AgentConfig, AgentContext, BrcConfig, Exploration,
+    IndependentDqnConfig, ReplaySource, SharedDqnConfig, NUM_ACTIONS,
 };
 use brc_buffer::{Batch, ReplayBuffer, Transition};
 use rand::{Rng, SeedableRng};
@@ -389,4 +389,44 @@ fn checkpoints_from_before_an_option_existed_still_load() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("agent config"), "{e}");
+}
+
+#[test]
+fn weights_only_exports_act_like_the_full_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let buffer = buffer(11);
+    let obs = [0.1, 0.5, 0.0, -0.2, 0.05, 0.0, 0.0, 0.0];
+    for (config, _) in configs() {
+        let mut agent = build_agent(&config, &ctx(12, 0.0)).unwrap();
+        for task in 0..3 {
+            let batch = batch_for(agent.as_ref(), &buffer, task, 13);
+            agent.update(&batch).unwrap();
+        }
+        let full = dir.path().join("full.safetensors");
+        let weights = dir.path().join("weights.safetensors");
+        agent.save(&full).unwrap();
+        export_weights(&full, &weights).unwrap();
+        let (a, b) = (
+            std::fs::metadata(&full).unwrap().len(),
+            std::fs::metadata(&weights).unwrap().len(),
+        );
+        assert!(b * 3 < a, "{}: {b} vs {a} bytes", agent.kind());
+        let mut loaded = build_agent(&config, &ctx(99, 0.0)).unwrap();
+        loaded.load(&weights).unwrap();
+        for task in 0..3 {
+            assert_eq!(
+                loaded.q_values(&obs, task).unwrap(),
+                agent.q_values(&obs, task).unwrap(),
+                "{}",
+                agent.kind()
+            );
+        }
+        // It trains on from there (targets = online, fresh optimizer).
+        let batch = batch_for(loaded.as_ref(), &buffer, 0, 14);
+        assert!(loaded.update(&batch).unwrap().loss.is_finite());
+    }
+    let e = export_weights(&dir.path().join("nope"), &dir.path().join("x"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot read"), "{e}");
 }

@@ -16,7 +16,8 @@ pub struct EvaluateArgs {
     /// The run directory (holds config.toml and checkpoints/).
     #[arg(long)]
     run: PathBuf,
-    /// best, final, ep<N>, or a path to a checkpoint.
+    /// best, final, ep<N>, a file in the run directory (a published run's
+    /// weights.safetensors), or a path to a checkpoint.
     #[arg(long, default_value = "best")]
     checkpoint: String,
     /// A task name of the run, or all.

@@ -6,6 +6,7 @@ mod env_cmd;
 mod evaluate_cmd;
 mod import_cmd;
 mod info_cmd;
+mod publish_cmd;
 mod report_cmd;
 mod train_cmd;
 mod watch;
@@ -47,6 +48,8 @@ enum Command {
     Analyze(report_cmd::AnalyzeArgs),
     /// Compare methods side by side: results table with CIs and IQM, plots, report.
     Compare(report_cmd::CompareArgs),
+    /// Copy a finished run (config, logs, summary, final online weights) for committing.
+    Publish(publish_cmd::PublishArgs),
     /// Measure env, replay, agent and training-loop throughput (one thread, release build).
     Bench(bench_cmd::BenchArgs),
 }
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Info(args) => info_cmd::run(args),
         Command::ImportTorch(args) => import_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Publish(args) => publish_cmd::run(args),
         Command::Analyze(args) => report_cmd::run_analyze(args),
         Command::Compare(args) => report_cmd::run_compare(args),
     };

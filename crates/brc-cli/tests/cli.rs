@@ -302,6 +302,44 @@ fn parallel_seeds_write_one_directory_each() {
     assert!(o.status.success(), "{}", stderr(&o));
     let table = std::fs::read_to_string(cmp.join("results.md")).unwrap();
     assert!(table.contains("| smoke | 2 |"), "{table}");
+    // Published: small, and the weights alone evaluate like the final checkpoint.
+    let publ = tmp.path().join("published");
+    let o = brc(&[
+        "publish",
+        seeds.to_str().unwrap(),
+        "--out",
+        publ.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(publ.join("seed-1/weights.safetensors").is_file());
+    assert!(!publ.join("seed-1/checkpoints").exists());
+    let eval = |run: &std::path::Path, checkpoint: &str| {
+        let o = brc(&[
+            "evaluate",
+            "--run",
+            run.to_str().unwrap(),
+            "--checkpoint",
+            checkpoint,
+            "--episodes",
+            "1",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["average"].as_f64().unwrap()
+    };
+    assert_eq!(
+        eval(&publ.join("seed-1"), "weights.safetensors"),
+        eval(&seeds.join("seed-1"), "final")
+    );
+    let o = brc(&[
+        "publish",
+        seeds.to_str().unwrap(),
+        "--out",
+        publ.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "no overwrite without --force");
+
     // The same method twice is refused; so is a directory that holds no run.
     let o = brc(&[
         "compare",

@@ -110,8 +110,12 @@ pub fn evaluate_task_observed(
 /// `agent.safetensors` file — inside `run_dir`, and returns the agent file.
 pub fn checkpoint_file(run_dir: &Path, checkpoint: &str) -> Result<PathBuf, TrainError> {
     let named = RunDir::new(run_dir).checkpoint(checkpoint);
+    let inside = run_dir.join(checkpoint);
     let candidate = if named.exists() {
         named
+    } else if inside.is_file() {
+        // e.g. a published run's `weights.safetensors`
+        inside
     } else {
         PathBuf::from(checkpoint)
     };

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod config;
 mod evaluation;
 mod import;
+mod publish;
 mod records;
 mod run_dir;
 mod seeds;
@@ -19,6 +20,7 @@ pub use evaluation::{
     EvalEpisode, TaskEvaluation,
 };
 pub use import::{import_torch, TorchKind};
+pub use publish::{publish_run, PUBLISHED_WEIGHTS};
 pub use records::{EpisodeRecord, EvalRecord, GradientConflict, Summary};
 pub use run_dir::{write_atomic, RunDir};
 pub use seeds::{eval_env_seed, train_env_seed};
