@@ -160,15 +160,16 @@ impl Extent {
     /// Log-axis range (values are positive): widened by `frac` of the span in log space,
     /// and stretched to whole decades when it contains no power of ten, because plotters'
     /// log axis only places ticks at powers of ten and would otherwise draw none.
-    fn padded_log(&self, frac: f64) -> Range<f64> {
+    /// Log range padded by `left` / `right` fractions of its span (in decades).
+    fn padded_log(&self, left: f64, right: f64) -> Range<f64> {
         let (mut a, mut b) = (self.lo.log10(), self.hi.log10());
         if b - a < 1e-9 {
             a -= 0.5;
             b += 0.5;
         } else {
-            let pad = (b - a) * frac;
-            a -= pad;
-            b += pad;
+            let span = b - a;
+            a -= span * left;
+            b += span * right;
         }
         if a.ceil() > b.floor() {
             a = a.floor();
@@ -462,7 +463,7 @@ fn draw_line_panel<DB: DrawingBackend>(area: &Area<DB>, c: &LineChart) -> Result
     }
     let y = ys.padded(0.05);
     if c.log_x {
-        let x: LogCoord<f64> = xs.padded_log(0.02).log_scale().into();
+        let x: LogCoord<f64> = xs.padded_log(0.02, 0.02).log_scale().into();
         line_body(area, c, x, y)
     } else {
         let x: RangedCoordf64 = xs.padded(0.02).into();
@@ -814,7 +815,8 @@ fn draw_scatter_panel<DB: DrawingBackend>(
     }
     let y = ys.padded(0.08);
     if c.log_x {
-        let x: LogCoord<f64> = xs.padded_log(0.08).log_scale().into();
+        // Extra room on the right: point labels are written to the right of their points.
+        let x: LogCoord<f64> = xs.padded_log(0.08, 0.3).log_scale().into();
         scatter_body(area, c, x, y)
     } else {
         let x: RangedCoordf64 = xs.padded(0.08).into();
