@@ -97,6 +97,8 @@ pub struct Brc {
     support: Support,
     /// The atoms as a `[atoms]` tensor, for expected values.
     atoms: Tensor,
+    /// The atoms in return units (`atoms / reward_scale`), for the Q-values the agent reports.
+    return_atoms: Tensor,
     online: BroNet,
     target: BroNet,
     optimizer: AdamW,
@@ -118,8 +120,10 @@ impl Brc {
             v_max: config.v_max,
             n: config.num_atoms,
         };
+        let atoms = Tensor::from_vec(support.atoms(), config.num_atoms, &ctx.device)?;
         Ok(Self {
-            atoms: Tensor::from_vec(support.atoms(), config.num_atoms, &ctx.device)?,
+            return_atoms: (&atoms / config.reward_scale)?,
+            atoms,
             support,
             exploration: EpsilonGreedy::new(ctx.exploration),
             rng: Pcg32::seed_from_u64(ctx.seed ^ 0x5eed_e791),
@@ -133,7 +137,7 @@ impl Brc {
     }
 
     /// Cross-entropy between the projected target distribution and the online network's
-    /// distribution of the taken action. Returns the loss and the taken actions' Q-values.
+    /// distribution of the taken action. Returns the loss and the taken actions' Q-values (in return units).
     fn loss(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
         let device = &self.ctx.device;
         let b = BatchTensors::new(batch, device)?;
@@ -176,7 +180,7 @@ impl Brc {
         let q_taken = log_p
             .detach()
             .exp()?
-            .broadcast_mul(&self.atoms)?
+            .broadcast_mul(&self.return_atoms)?
             .sum(D::Minus1)?;
         Ok((loss, q_taken))
     }
@@ -206,14 +210,10 @@ impl Agent for Brc {
         let t = Tensor::from_slice(&[task as u32], 1, device)?;
         let logits = self.online.forward(&o, &t)?;
         let q: Vec<f32> = softmax(&logits)?
-            .broadcast_mul(&self.atoms)?
+            .broadcast_mul(&self.return_atoms)?
             .sum(D::Minus1)?
             .flatten_all()?
             .to_vec1()?;
-        let q: Vec<f32> = q
-            .iter()
-            .map(|v| (f64::from(*v) / self.config.reward_scale) as f32)
-            .collect();
         q.try_into()
             .map_err(|_| AgentError::Batch("network did not return 4 actions".into()))
     }
@@ -246,11 +246,10 @@ impl Agent for Brc {
                 .params()
                 .soft_update_from(self.online.params(), self.config.target_tau)?;
         }
-        let mean_q: f32 = q_taken.mean_all()?.to_scalar()?;
         Ok(UpdateStats {
             loss: loss.to_scalar()?,
             grad_norm,
-            mean_q: (f64::from(mean_q) / self.config.reward_scale) as f32,
+            mean_q: q_taken.mean_all()?.to_scalar()?,
         })
     }
 

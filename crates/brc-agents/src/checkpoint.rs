@@ -102,6 +102,53 @@ impl Loaded {
     }
 }
 
+/// A checkpoint file checked to be ours (format and version), not yet matched to an agent.
+struct RawCheckpoint {
+    meta: HashMap<String, String>,
+    state: Value,
+    tensors: HashMap<String, Tensor>,
+}
+
+impl RawCheckpoint {
+    fn read(path: &Path, device: &Device) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| err(path, format!("cannot read: {e}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| err(path, format!("not a safetensors file ({e})")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(err(path, "not a brc agent checkpoint"));
+        }
+        if meta.get("version").map(String::as_str) != Some(VERSION) {
+            return Err(err(
+                path,
+                format!(
+                    "format version {:?}, this build reads {VERSION}",
+                    meta.get("version")
+                ),
+            ));
+        }
+        let state = meta
+            .get("state")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or_else(|| err(path, "missing state header"))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, device)
+            .map_err(|e| err(path, format!("corrupt tensors ({e})")))?;
+        Ok(Self {
+            meta,
+            state,
+            tensors,
+        })
+    }
+
+    /// The agent config the header records (`null` when absent).
+    fn config(&self) -> Value {
+        self.meta
+            .get("config")
+            .and_then(|c| serde_json::from_str(c).ok())
+            .unwrap_or(Value::Null)
+    }
+}
+
 /// Reads a checkpoint and checks that it belongs to an agent of `kind` built from `config`.
 pub(crate) fn read(
     path: &Path,
@@ -109,33 +156,15 @@ pub(crate) fn read(
     config: &Value,
     device: &Device,
 ) -> Result<Loaded> {
-    let bytes = std::fs::read(path).map_err(|e| err(path, format!("cannot read: {e}")))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| err(path, format!("not a safetensors file ({e})")))?;
-    let meta = header.metadata().clone().unwrap_or_default();
-    if meta.get("format").map(String::as_str) != Some(FORMAT) {
-        return Err(err(path, "not a brc agent checkpoint"));
-    }
-    if meta.get("version").map(String::as_str) != Some(VERSION) {
-        return Err(err(
-            path,
-            format!(
-                "format version {:?}, this build reads {VERSION}",
-                meta.get("version")
-            ),
-        ));
-    }
-    let found = meta.get("kind").cloned().unwrap_or_default();
+    let raw = RawCheckpoint::read(path, device)?;
+    let found = raw.meta.get("kind").cloned().unwrap_or_default();
     if found != kind.name() {
         return Err(err(
             path,
             format!("holds a {found} agent, not a {} agent", kind.name()),
         ));
     }
-    let mut saved: Value = meta
-        .get("config")
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or(Value::Null);
+    let mut saved = raw.config();
     fill_new_defaults(&mut saved, kind);
     if &saved != config {
         return Err(err(
@@ -143,15 +172,9 @@ pub(crate) fn read(
             format!("was saved with agent config {saved}, this agent has {config}"),
         ));
     }
-    let state = meta
-        .get("state")
-        .and_then(|s| serde_json::from_str(s).ok())
-        .ok_or_else(|| err(path, "missing state header"))?;
-    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| err(path, format!("corrupt tensors ({e})")))?;
     Ok(Loaded {
-        tensors,
-        state,
+        tensors: raw.tensors,
+        state: raw.state,
         path: path.display().to_string(),
     })
 }
@@ -244,31 +267,21 @@ pub(crate) fn load_single(
 /// Writes a weights-only copy of the checkpoint `src` to `dst`: the online networks and the
 /// header (kind, config, schedules), without target networks or optimizer moments.
 pub fn export_weights(src: &Path, dst: &Path) -> Result<()> {
-    let bytes = std::fs::read(src).map_err(|e| err(src, format!("cannot read: {e}")))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| err(src, format!("not a safetensors file ({e})")))?;
-    let meta = header.metadata().clone().unwrap_or_default();
-    if meta.get("format").map(String::as_str) != Some(FORMAT) {
-        return Err(err(src, "not a brc agent checkpoint"));
-    }
-    let kind = match meta.get("kind").map(String::as_str) {
-        Some("independent_dqn") => AgentKind::IndependentDqn,
-        Some("shared_dqn") => AgentKind::SharedDqn,
-        Some("brc") => AgentKind::Brc,
-        other => return Err(err(src, format!("unknown agent kind {other:?}"))),
-    };
-    let mut state: Value = meta
-        .get("state")
-        .and_then(|s| serde_json::from_str(s).ok())
-        .ok_or_else(|| err(src, "missing state header"))?;
+    let raw = RawCheckpoint::read(src, &Device::Cpu)?;
+    let found = raw.meta.get("kind").map(String::as_str).unwrap_or_default();
+    let kind = [
+        AgentKind::IndependentDqn,
+        AgentKind::SharedDqn,
+        AgentKind::Brc,
+    ]
+    .into_iter()
+    .find(|k| k.name() == found)
+    .ok_or_else(|| err(src, format!("unknown agent kind {found:?}")))?;
+    let config = raw.config();
+    let mut state = raw.state;
     state[WEIGHTS_ONLY] = Value::Bool(true);
-    let config: Value = meta
-        .get("config")
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or(Value::Null);
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-        .map_err(|e| err(src, format!("corrupt tensors ({e})")))?;
-    let mut online: Vec<(String, Tensor)> = tensors
+    let mut online: Vec<(String, Tensor)> = raw
+        .tensors
         .into_iter()
         .filter(|(n, _)| n.starts_with("online.") || n.contains(".online."))
         .collect();

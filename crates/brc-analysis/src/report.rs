@@ -499,14 +499,11 @@ pub fn compare(
         return Err(ReportError::Empty("nothing to compare".into()));
     }
     // Tasks in order of first appearance over all methods.
-    let mut tasks: Vec<String> = Vec::new();
-    for m in methods {
-        for t in m.tasks() {
-            if !tasks.contains(t) {
-                tasks.push(t.clone());
-            }
-        }
-    }
+    let tasks = crate::runs::task_order(
+        methods
+            .iter()
+            .flat_map(|m| m.tasks().iter().map(String::as_str)),
+    );
     let mut o = Output::new(out, "Method comparison")?;
     let lines: Vec<String> = methods
         .iter()

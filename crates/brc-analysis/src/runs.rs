@@ -130,7 +130,7 @@ impl Run {
 }
 
 /// Task names in order of first appearance.
-fn task_order<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub(crate) fn task_order<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut tasks: Vec<String> = Vec::new();
     for n in names {
         if !tasks.iter().any(|t| t == n) {

@@ -6,17 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::run_dir::{write_atomic, RunDir};
-use crate::trainer::TrainError;
+use crate::trainer::{io, TrainError};
 
 /// The weights-only agent file in a published run directory.
 pub const PUBLISHED_WEIGHTS: &str = "weights.safetensors";
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// Copies `config.toml`, `summary.json`, `episodes.jsonl`, `evals.jsonl` and (when present)
 /// `conflict.jsonl` of the finished run `run` into `dest`, and writes the final checkpoint's
