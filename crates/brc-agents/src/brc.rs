@@ -4,6 +4,9 @@
 //! gradient-norm clipping. The next action is chosen by the online network (double DQN) and
 //! evaluated by the target network.
 //!
+//! With `categorical = false` (the ablation for "is categorical better?") the same BroNet
+//! has one scalar Q per action and learns from the double-DQN mean-squared TD error.
+//!
 //! The projection is done on the host in plain Rust: it is a tiny scatter that tensor ops
 //! express badly, and it must conserve probability mass exactly. The predecessor's version
 //! dropped all mass whenever a target fell exactly on an atom (`floor(b) == ceil(b)`), which
@@ -136,11 +139,20 @@ impl Brc {
         })
     }
 
-    /// Cross-entropy between the projected target distribution and the online network's
-    /// distribution of the taken action. Returns the loss and the taken actions' Q-values (in return units).
+    /// The training loss on `batch` and the taken actions' Q-values (in return units).
     fn loss(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        let b = BatchTensors::new(batch, &self.ctx.device)?;
+        if self.config.categorical {
+            self.categorical_loss(batch, &b)
+        } else {
+            self.scalar_loss(&b)
+        }
+    }
+
+    /// Cross-entropy between the projected target distribution and the online network's
+    /// distribution of the taken action.
+    fn categorical_loss(&self, batch: &Batch, b: &BatchTensors) -> Result<(Tensor, Tensor)> {
         let device = &self.ctx.device;
-        let b = BatchTensors::new(batch, device)?;
         let n = self.support.n;
         let rows = batch.len();
 
@@ -185,6 +197,27 @@ impl Brc {
         Ok((loss, q_taken))
     }
 
+    /// The ablation's loss: mean of (Q(s, a) − (s·r + γ(1 − done) Q_target(s', a*)))² with
+    /// a* = argmax_a Q_online(s', a), in reward-scaled units.
+    fn scalar_loss(&self, b: &BatchTensors) -> Result<(Tensor, Tensor)> {
+        let scalar = |logits: Tensor| logits.squeeze(D::Minus1);
+        let next_actions = scalar(self.online.forward(&b.next_obs, &b.tasks)?.detach())?
+            .argmax_keepdim(D::Minus1)?;
+        let next_q = scalar(self.target.forward(&b.next_obs, &b.tasks)?.detach())?
+            .gather(&next_actions, 1)?
+            .squeeze(1)?;
+        let rewards = b.rewards.affine(self.config.reward_scale, 0.0)?;
+        let td_target = (rewards + (next_q * &b.not_done)?.affine(self.ctx.gamma, 0.0)?)?;
+        let q_taken = scalar(self.online.forward(&b.obs, &b.tasks)?)?
+            .gather(&b.actions, 1)?
+            .squeeze(1)?;
+        let loss = (&q_taken - td_target)?.sqr()?.mean_all()?;
+        let q_taken = q_taken
+            .detach()
+            .affine(1.0 / self.config.reward_scale, 0.0)?;
+        Ok((loss, q_taken))
+    }
+
     fn check_task(&self, task: usize) -> Result<()> {
         checkpoint::check_task(task, self.ctx.num_tasks())
     }
@@ -209,11 +242,14 @@ impl Agent for Brc {
         let o = Tensor::from_slice(obs, (1, OBS_DIM), device)?;
         let t = Tensor::from_slice(&[task as u32], 1, device)?;
         let logits = self.online.forward(&o, &t)?;
-        let q: Vec<f32> = softmax(&logits)?
-            .broadcast_mul(&self.return_atoms)?
-            .sum(D::Minus1)?
-            .flatten_all()?
-            .to_vec1()?;
+        let q = if self.config.categorical {
+            softmax(&logits)?
+                .broadcast_mul(&self.return_atoms)?
+                .sum(D::Minus1)?
+        } else {
+            logits.affine(1.0 / self.config.reward_scale, 0.0)?
+        };
+        let q: Vec<f32> = q.flatten_all()?.to_vec1()?;
         q.try_into()
             .map_err(|_| AgentError::Batch("network did not return 4 actions".into()))
     }

@@ -216,6 +216,11 @@ pub struct BrcConfig {
     pub reward_scale: f64,
     /// Unit-L2-norm task embeddings (the BRC paper).
     pub unit_norm_embedding: bool,
+    /// `true` (the design note): C51 return distributions and cross-entropy. `false`: the
+    /// ablation for "is categorical better?" — the same BroNet with one scalar Q per action,
+    /// trained with the double-DQN mean-squared TD error (`num_atoms`, `v_min` and `v_max`
+    /// are then unused).
+    pub categorical: bool,
 }
 
 impl Default for BrcConfig {
@@ -234,6 +239,7 @@ impl Default for BrcConfig {
             target_tau: 0.0,
             reward_scale: 1.0,
             unit_norm_embedding: false,
+            categorical: true,
         }
     }
 }
@@ -269,7 +275,7 @@ impl BrcConfig {
             embedding_dim: self.embedding_dim,
             hidden_dim: self.hidden_dim,
             num_blocks: self.num_blocks,
-            num_atoms: self.num_atoms,
+            num_atoms: if self.categorical { self.num_atoms } else { 1 },
             post_ln: self.post_ln,
             unit_norm_embedding: self.unit_norm_embedding,
             ..Default::default()

@@ -24,7 +24,7 @@ pub struct BroNetConfig {
     pub hidden_dim: usize,
     /// Number of residual blocks.
     pub num_blocks: usize,
-    /// Atoms of each action's return distribution.
+    /// Atoms of each action's return distribution (1: a scalar Q-value per action).
     pub num_atoms: usize,
     /// `false` (design note): pre-LN blocks `x + fc2(ReLU(fc1(LN(x))))` and a final LN.
     /// `true` (official BRC/BRO code): `Linear → LN → ReLU` input, post-LN blocks
