@@ -48,7 +48,7 @@ enum Command {
     Analyze(report_cmd::AnalyzeArgs),
     /// Compare methods side by side: results table with CIs and IQM, plots, report.
     Compare(report_cmd::CompareArgs),
-    /// Copy a finished run (config, logs, summary, final online weights) for committing.
+    /// Copy a finished run (config, logs, summary, final and best online weights) for committing.
     Publish(publish_cmd::PublishArgs),
     /// Measure env, replay, agent and training-loop throughput (one thread, release build).
     Bench(bench_cmd::BenchArgs),

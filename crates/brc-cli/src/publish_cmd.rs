@@ -1,5 +1,5 @@
 //! `brc publish`: a finished run (or each of its seeds) as a small, committable directory —
-//! config, logs, summary and the final online weights.
+//! config, logs, summary and the final (and best) online weights.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

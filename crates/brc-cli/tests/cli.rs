@@ -332,6 +332,10 @@ fn parallel_seeds_write_one_directory_each() {
         eval(&publ.join("seed-1"), "weights.safetensors"),
         eval(&seeds.join("seed-1"), "final")
     );
+    assert_eq!(
+        eval(&publ.join("seed-1"), "best.safetensors"),
+        eval(&seeds.join("seed-1"), "best")
+    );
     let o = brc(&[
         "publish",
         seeds.to_str().unwrap(),

@@ -20,7 +20,7 @@ pub use evaluation::{
     EvalEpisode, TaskEvaluation,
 };
 pub use import::{import_torch, TorchKind};
-pub use publish::{publish_run, PUBLISHED_WEIGHTS};
+pub use publish::{publish_run, PUBLISHED_BEST_WEIGHTS, PUBLISHED_WEIGHTS};
 pub use records::{EpisodeRecord, EvalRecord, GradientConflict, Summary};
 pub use run_dir::{write_atomic, RunDir};
 pub use seeds::{eval_env_seed, train_env_seed};
