@@ -108,8 +108,16 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         episodes: &evaluations,
     };
     let text = serde_json::to_string_pretty(&report)?;
+    // Several weight files can share a directory (a published run's weights and best):
+    // the file's stem keeps their reports apart; a checkpoint directory holds one agent.
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("agent");
+    let which = if stem == "agent" {
+        String::new()
+    } else {
+        format!("{stem}-")
+    };
     let out = file.with_file_name(format!(
-        "evaluation-{}-seed{seed}-n{}.json",
+        "evaluation-{which}{}-seed{seed}-n{}.json",
         args.task, args.episodes
     ));
     write_atomic(&out, text.as_bytes())

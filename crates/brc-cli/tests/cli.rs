@@ -336,6 +336,11 @@ fn parallel_seeds_write_one_directory_each() {
         eval(&publ.join("seed-1"), "best.safetensors"),
         eval(&seeds.join("seed-1"), "best")
     );
+    // Each weight file keeps its own evaluation report.
+    for stem in ["weights", "best"] {
+        let report = publ.join(format!("seed-1/evaluation-{stem}-all-seed1000000-n1.json"));
+        assert!(report.is_file(), "{}", report.display());
+    }
     let o = brc(&[
         "publish",
         seeds.to_str().unwrap(),
