@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::runs::{load_predecessor, load_predecessor_dir, load_run, Run, RunError};
+use crate::runs::{
+    load_predecessor, load_predecessor_dir, load_run, use_evaluation_report, Run, RunError,
+};
 
 /// One method: the runs of one config over its seeds (or a single run).
 #[derive(Debug, Clone, PartialEq)]
@@ -37,8 +39,28 @@ fn invalid(path: &Path, message: impl Into<String>) -> RunError {
 /// Reads what a path on the command line holds: a run directory (`episodes.jsonl`), a
 /// directory of seed runs (subdirectories that are run directories, e.g. `seed-0/`), one of the
 /// predecessor's `metrics.json` files, or its `metrics/` directory (several methods).
-pub fn load_methods(path: &Path) -> Result<Vec<Method>, RunError> {
+///
+/// With `final_evaluation`, each of our runs' final evaluation is read from that
+/// `brc evaluate --json` report in its run directory instead of its log (the predecessor's
+/// logs have no such reports and are refused).
+pub fn load_methods(path: &Path, final_evaluation: Option<&str>) -> Result<Vec<Method>, RunError> {
+    let load = |dir: &Path| -> Result<Run, RunError> {
+        let mut run = load_run(dir)?;
+        if let Some(name) = final_evaluation {
+            use_evaluation_report(&mut run, &dir.join(name))?;
+        }
+        Ok(run)
+    };
+    let ours_only = || {
+        invalid(
+            path,
+            "the predecessor's logs have no evaluation reports to take the final evaluation from",
+        )
+    };
     if path.is_file() {
+        if final_evaluation.is_some() {
+            return Err(ours_only());
+        }
         let run = load_predecessor(path)?;
         return Ok(vec![method_of(path, vec![run], true)?]);
     }
@@ -46,7 +68,7 @@ pub fn load_methods(path: &Path) -> Result<Vec<Method>, RunError> {
         return Err(invalid(path, "no such run directory or metrics file"));
     }
     if path.join("episodes.jsonl").is_file() {
-        return Ok(vec![method_of(path, vec![load_run(path)?], false)?]);
+        return Ok(vec![method_of(path, vec![load(path)?], false)?]);
     }
     let mut subdirs: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|source| RunError::Read {
@@ -60,7 +82,7 @@ pub fn load_methods(path: &Path) -> Result<Vec<Method>, RunError> {
         subdirs.sort();
         let mut runs = subdirs
             .iter()
-            .map(|d| load_run(d))
+            .map(|d| load(d))
             .collect::<Result<Vec<_>, _>>()?;
         runs.sort_by_key(|r| (r.seed, r.label.clone()));
         return Ok(vec![method_of(path, runs, false)?]);
@@ -72,6 +94,9 @@ pub fn load_methods(path: &Path) -> Result<Vec<Method>, RunError> {
         })
         .unwrap_or(false);
     if has_json {
+        if final_evaluation.is_some() {
+            return Err(ours_only());
+        }
         let runs = load_predecessor_dir(path).map_err(|e| {
             invalid(
                 path,
@@ -160,7 +185,7 @@ mod tests {
                 &["standard", "windy"],
             );
         }
-        let m = load_methods(tmp.path()).unwrap();
+        let m = load_methods(tmp.path(), None).unwrap();
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].name, "brc");
         let seeds: Vec<_> = m[0].runs.iter().map(|r| r.seed).collect();
@@ -179,21 +204,21 @@ mod tests {
             1,
             &["standard", "windy"],
         );
-        let e = load_methods(tmp.path()).unwrap_err().to_string();
+        let e = load_methods(tmp.path(), None).unwrap_err().to_string();
         assert!(e.contains("different methods"), "{e}");
 
         write_run(&tmp.path().join("seed-1"), "brc", 1, &["standard"]);
-        let e = load_methods(tmp.path()).unwrap_err().to_string();
+        let e = load_methods(tmp.path(), None).unwrap_err().to_string();
         assert!(e.contains("different tasks"), "{e}");
 
         std::fs::write(tmp.path().join("seed-1/episodes.jsonl"), "").unwrap();
-        let e = load_methods(tmp.path()).unwrap_err().to_string();
+        let e = load_methods(tmp.path(), None).unwrap_err().to_string();
         assert!(e.contains("no complete episode"), "{e}");
 
         let empty = tempfile::tempdir().unwrap();
-        let e = load_methods(empty.path()).unwrap_err().to_string();
+        let e = load_methods(empty.path(), None).unwrap_err().to_string();
         assert!(e.contains("not a run directory"), "{e}");
-        let e = load_methods(&empty.path().join("nope"))
+        let e = load_methods(&empty.path().join("nope"), None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("no such"), "{e}");
@@ -207,7 +232,9 @@ mod tests {
             eprintln!("skipping: {} not found", base.display());
             return;
         }
-        let methods = load_methods(&base).unwrap();
+        let methods = load_methods(&base, None).unwrap();
+        let e = load_methods(&base, Some("evaluation-best-all-seed2000000-n100.json"));
+        assert!(e.unwrap_err().to_string().contains("predecessor"));
         let names: Vec<&str> = methods.iter().map(|m| m.name.as_str()).collect();
         assert!(names.contains(&"shared_dqn (predecessor)"), "{names:?}");
         let brc = methods

@@ -52,6 +52,9 @@ pub struct ReportOptions {
     pub bootstrap_seed: u64,
     /// Points on each seed-averaged curve.
     pub curve_points: usize,
+    /// The evaluation report the runs' final evaluations were read from (see
+    /// [`crate::methods::load_methods`]), named in the report; `None`: their logs.
+    pub final_evaluation: Option<String>,
 }
 
 impl Default for ReportOptions {
@@ -61,6 +64,7 @@ impl Default for ReportOptions {
             resamples: 50_000,
             bootstrap_seed: 0,
             curve_points: 200,
+            final_evaluation: None,
         }
     }
 }
@@ -505,13 +509,17 @@ pub fn compare(
             .flat_map(|m| m.tasks().iter().map(String::as_str)),
     );
     let mut o = Output::new(out, "Method comparison")?;
+    let ours = match &opts.final_evaluation {
+        Some(report) => format!("our runs; final evaluation from each run's `{report}`"),
+        None => "our runs".to_string(),
+    };
     let lines: Vec<String> = methods
         .iter()
         .map(|m| {
             let origin = if m.predecessor {
                 "the earlier Python project's log (one unseeded run; its last periodic evaluation, 5 episodes per task, stands in for a final evaluation)"
             } else {
-                "our runs"
+                &ours
             };
             format!("- **{}**: {} run(s), {origin}", m.name, m.runs.len())
         })

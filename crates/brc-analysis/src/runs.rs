@@ -289,6 +289,43 @@ pub fn load_run(dir: &Path) -> Result<Run, RunError> {
     })
 }
 
+/// Makes the `brc evaluate --json` report at `report` the run's final evaluation (replacing
+/// the one its log holds), e.g. its best checkpoint re-evaluated on fresh seeds. The report
+/// must cover every task the run trains.
+pub fn use_evaluation_report(run: &mut Run, report: &Path) -> Result<(), RunError> {
+    let doc: Value = serde_json::from_str(&read(report)?)
+        .map_err(|e| invalid(report, format!("not an evaluation report: {e}")))?;
+    let mut mean_return = BTreeMap::new();
+    let mut success_rate = BTreeMap::new();
+    for t in doc["tasks"].as_array().into_iter().flatten() {
+        let (Some(task), Some(mean)) = (t["task"].as_str(), t["mean_return"].as_f64()) else {
+            return Err(invalid(
+                report,
+                "a task entry lacks `task` or `mean_return`",
+            ));
+        };
+        mean_return.insert(task.to_string(), mean);
+        if let Some(rate) = t["success_rate"].as_f64() {
+            success_rate.insert(task.to_string(), rate);
+        }
+    }
+    if let Some(missing) = run.tasks.iter().find(|t| !mean_return.contains_key(*t)) {
+        return Err(invalid(
+            report,
+            format!("evaluates no `{missing}` episodes (evaluate with --task all)"),
+        ));
+    }
+    run.evaluations.retain(|e| !e.is_final);
+    run.evaluations.push(Evaluation {
+        after_episode: run.episodes.len(),
+        env_steps: run.env_steps(),
+        mean_return,
+        is_final: true,
+        success_rate,
+    });
+    Ok(())
+}
+
 /// Share of returns ≥ 200 per task from an evaluation's `returns` map.
 fn success_rates(v: &Value) -> BTreeMap<String, f64> {
     v.as_object()
@@ -553,6 +590,51 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not a run directory"));
+    }
+
+    #[test]
+    fn an_evaluation_report_becomes_the_final_evaluation() {
+        let dir = tmp("report");
+        std::fs::write(
+            dir.join("episodes.jsonl"),
+            "{\"episode\":0,\"task\":\"standard\",\"return\":1.0,\"env_steps\":70}\n\
+             {\"episode\":1,\"task\":\"windy\",\"return\":2.0,\"env_steps\":150}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("evals.jsonl"),
+            "{\"after_episode\":2,\"mean_return\":{\"standard\":5.0,\"windy\":6.0},\"is_final\":true}\n",
+        )
+        .unwrap();
+        let report = dir.join("evaluation-best-all-seed7-n2.json");
+        std::fs::write(
+            &report,
+            r#"{"average": 150.0, "tasks": [
+                {"task": "standard", "mean_return": 250.0, "success_rate": 0.5},
+                {"task": "windy", "mean_return": 50.0, "success_rate": 0.0}]}"#,
+        )
+        .unwrap();
+        let mut run = load_run(&dir).unwrap();
+        use_evaluation_report(&mut run, &report).unwrap();
+        let (e, is_final) = run.final_evaluation().unwrap();
+        assert!(is_final);
+        assert_eq!(e.mean_return["standard"], 250.0);
+        assert_eq!(e.success_rate["standard"], 0.5);
+        assert_eq!(e.env_steps, Some(150));
+        assert_eq!(run.evaluations.iter().filter(|e| e.is_final).count(), 1);
+        // A report of one task cannot stand for a run of two.
+        std::fs::write(
+            &report,
+            r#"{"tasks": [{"task": "windy", "mean_return": 50.0}]}"#,
+        )
+        .unwrap();
+        let e = use_evaluation_report(&mut run, &report)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`standard`"), "{e}");
+        std::fs::write(&report, "{").unwrap();
+        assert!(use_evaluation_report(&mut run, &report).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub struct CompareArgs {
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Take each run's final evaluation from this `brc evaluate --json` report in its run
+    /// directory instead of its log, e.g. `evaluation-best-all-seed2000000-n100.json` (the best
+    /// checkpoint on fresh seeds: the earlier project's protocol).
+    #[arg(long, value_name = "REPORT_FILE")]
+    final_evaluation: Option<String>,
     /// Print the written files as one JSON array.
     #[arg(long)]
     json: bool,
@@ -66,7 +71,7 @@ fn print_files(files: &[PathBuf], json: bool) -> Result<()> {
 pub fn run_analyze(args: AnalyzeArgs) -> Result<ExitCode> {
     let mut method: Option<Method> = None;
     for path in &args.runs {
-        for m in load_methods(path)? {
+        for m in load_methods(path, None)? {
             match &mut method {
                 None => method = Some(m),
                 Some(acc) if acc.name == m.name && acc.tasks() == m.tasks() => {
@@ -103,7 +108,7 @@ fn default_out(first: &Path) -> PathBuf {
 pub fn run_compare(args: CompareArgs) -> Result<ExitCode> {
     let mut methods: Vec<Method> = Vec::new();
     for path in &args.runs {
-        for m in load_methods(path)? {
+        for m in load_methods(path, args.final_evaluation.as_deref())? {
             if methods.iter().any(|x| x.name == m.name) {
                 bail!(
                     "{}: method `{}` given twice (pass a method's seeds as one directory)",
@@ -118,6 +123,7 @@ pub fn run_compare(args: CompareArgs) -> Result<ExitCode> {
         smoothing: args.smoothing as usize,
         resamples: args.resamples,
         bootstrap_seed: args.seed,
+        final_evaluation: args.final_evaluation,
         ..ReportOptions::default()
     };
     let files = compare(&methods, &args.out, &opts)?;

@@ -341,6 +341,29 @@ fn parallel_seeds_write_one_directory_each() {
         let report = publ.join(format!("seed-1/evaluation-{stem}-all-seed1000000-n1.json"));
         assert!(report.is_file(), "{}", report.display());
     }
+    // Those reports can stand in for the logged final evaluations in a comparison — every
+    // run's, or the comparison is refused.
+    let report = "evaluation-best-all-seed1000000-n1.json";
+    let compare_best = || {
+        brc(&[
+            "compare",
+            publ.to_str().unwrap(),
+            "--out",
+            tmp.path().join("cmp-best").to_str().unwrap(),
+            "--resamples",
+            "100",
+            "--final-evaluation",
+            report,
+        ])
+    };
+    let o = compare_best();
+    assert_eq!(o.status.code(), Some(2), "seed-0 has no report yet");
+    assert!(stderr(&o).contains("seed-0"), "{}", stderr(&o));
+    eval(&publ.join("seed-0"), "best.safetensors");
+    let o = compare_best();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(tmp.path().join("cmp-best/report.md")).unwrap();
+    assert!(md.contains(report), "{md}");
     let o = brc(&[
         "publish",
         seeds.to_str().unwrap(),
