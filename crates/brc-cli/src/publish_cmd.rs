@@ -19,6 +19,10 @@ pub struct PublishArgs {
     /// Replace what the destination holds.
     #[arg(long)]
     force: bool,
+    /// Publish under this method name (config `run.name` and summary `name`; the summary keeps
+    /// the old one as `trained_as`), e.g. for a variant run whose settings became a config.
+    #[arg(long)]
+    name: Option<String>,
 }
 
 pub fn run(args: PublishArgs) -> Result<ExitCode> {
@@ -49,7 +53,7 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
             .collect()
     };
     for (run, dest) in &pairs {
-        for file in publish_run(run, dest, args.force)? {
+        for file in publish_run(run, dest, args.force, args.name.as_deref())? {
             println!("{}", file.display());
         }
     }

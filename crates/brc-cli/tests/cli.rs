@@ -364,6 +364,38 @@ fn parallel_seeds_write_one_directory_each() {
     assert!(o.status.success(), "{}", stderr(&o));
     let md = std::fs::read_to_string(tmp.path().join("cmp-best/report.md")).unwrap();
     assert!(md.contains(report), "{md}");
+    // Published under another method name: the agent is unchanged, the tables carry the name.
+    let renamed = tmp.path().join("renamed");
+    let o = brc(&[
+        "publish",
+        seeds.to_str().unwrap(),
+        "--out",
+        renamed.to_str().unwrap(),
+        "--name",
+        "smoke_renamed",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(renamed.join("seed-1/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["name"], "smoke_renamed");
+    assert_eq!(summary["trained_as"], "smoke");
+    assert_eq!(
+        eval(&renamed.join("seed-1"), "weights.safetensors"),
+        eval(&seeds.join("seed-1"), "final")
+    );
+    let o = brc(&[
+        "compare",
+        renamed.to_str().unwrap(),
+        "--out",
+        tmp.path().join("cmp-renamed").to_str().unwrap(),
+        "--resamples",
+        "100",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = std::fs::read_to_string(tmp.path().join("cmp-renamed/results.md")).unwrap();
+    assert!(table.contains("| smoke_renamed | 2 |"), "{table}");
     let o = brc(&[
         "publish",
         seeds.to_str().unwrap(),

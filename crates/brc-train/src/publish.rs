@@ -20,7 +20,16 @@ pub const PUBLISHED_BEST_WEIGHTS: &str = "best.safetensors";
 /// online weights as [`PUBLISHED_WEIGHTS`] and, when the run has one, the best checkpoint's as
 /// [`PUBLISHED_BEST_WEIGHTS`]. Refuses a run without a summary (unfinished) and a
 /// non-empty `dest` unless `force`. Returns the files written.
-pub fn publish_run(run: &Path, dest: &Path, force: bool) -> Result<Vec<PathBuf>, TrainError> {
+///
+/// `rename` publishes the run under another method name (`run.name` in its config, `name` in
+/// its summary, which keeps the old one as `trained_as`): for a run trained as a variant whose
+/// settings later became a config of their own. Nothing else changes.
+pub fn publish_run(
+    run: &Path,
+    dest: &Path,
+    force: bool,
+    rename: Option<&str>,
+) -> Result<Vec<PathBuf>, TrainError> {
     let src = RunDir::new(run);
     if !src.summary().is_file() {
         return Err(TrainError::Io {
@@ -54,7 +63,14 @@ pub fn publish_run(run: &Path, dest: &Path, force: bool) -> Result<Vec<PathBuf>,
         if !file.is_file() {
             continue;
         }
-        let bytes = std::fs::read(&file).map_err(io(&file))?;
+        let mut bytes = std::fs::read(&file).map_err(io(&file))?;
+        if let Some(name) = rename {
+            if file == src.config() {
+                bytes = renamed_config(&file, &bytes, name)?;
+            } else if file == src.summary() {
+                bytes = renamed_summary(&file, &bytes, name)?;
+            }
+        }
         let to = dest.join(file.file_name().expect("run files have names"));
         write_atomic(&to, &bytes).map_err(io(&to))?;
         written.push(to);
@@ -69,4 +85,37 @@ pub fn publish_run(run: &Path, dest: &Path, force: bool) -> Result<Vec<PathBuf>,
         written.push(best);
     }
     Ok(written)
+}
+
+fn invalid_data(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    }
+}
+
+/// The run's `config.toml` with `run.name = name`.
+fn renamed_config(path: &Path, bytes: &[u8], name: &str) -> Result<Vec<u8>, TrainError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| invalid_data(path, e))?;
+    let mut config: toml::Table = text.parse().map_err(|e| invalid_data(path, e))?;
+    let run = config
+        .get_mut("run")
+        .and_then(toml::Value::as_table_mut)
+        .ok_or_else(|| invalid_data(path, "no [run] table"))?;
+    run.insert("name".into(), toml::Value::String(name.into()));
+    let text = toml::to_string(&config).map_err(|e| invalid_data(path, e))?;
+    Ok(text.into_bytes())
+}
+
+/// The run's `summary.json` with `name = name` and the old name as `trained_as`.
+fn renamed_summary(path: &Path, bytes: &[u8], name: &str) -> Result<Vec<u8>, TrainError> {
+    let mut summary: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| invalid_data(path, e))?;
+    let fields = summary
+        .as_object_mut()
+        .ok_or_else(|| invalid_data(path, "not a JSON object"))?;
+    let old = fields.insert("name".into(), name.into());
+    fields.insert("trained_as".into(), old.unwrap_or_default());
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| invalid_data(path, e))?;
+    Ok(text.into_bytes())
 }
