@@ -94,28 +94,60 @@ fn invalid_data(path: &Path, e: impl std::fmt::Display) -> TrainError {
     }
 }
 
-/// The run's `config.toml` with `run.name = name`.
-fn renamed_config(path: &Path, bytes: &[u8], name: &str) -> Result<Vec<u8>, TrainError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| invalid_data(path, e))?;
-    let mut config: toml::Table = text.parse().map_err(|e| invalid_data(path, e))?;
-    let run = config
-        .get_mut("run")
-        .and_then(toml::Value::as_table_mut)
-        .ok_or_else(|| invalid_data(path, "no [run] table"))?;
-    run.insert("name".into(), toml::Value::String(name.into()));
-    let text = toml::to_string(&config).map_err(|e| invalid_data(path, e))?;
-    Ok(text.into_bytes())
+/// Replaces the first line of `text` after the line `section` (or from the top when `None`)
+/// that starts with `key` by `line`, keeping every other line (comments, order) as written.
+fn replace_line(text: &str, section: Option<&str>, key: &str, line: &str) -> Option<String> {
+    let mut in_section = section.is_none();
+    let mut done = false;
+    let mut out = String::with_capacity(text.len() + line.len());
+    for l in text.lines() {
+        let t = l.trim_start();
+        if let Some(section) = section {
+            if t.starts_with('[') {
+                in_section = t.trim_end() == section;
+            }
+        }
+        if in_section && !done && t.starts_with(key) {
+            out.push_str(line);
+            done = true;
+        } else {
+            out.push_str(l);
+        }
+        out.push('\n');
+    }
+    done.then_some(out)
 }
 
-/// The run's `summary.json` with `name = name` and the old name as `trained_as`.
+/// The run's `config.toml` with `run.name = name`, checked by parsing it back.
+fn renamed_config(path: &Path, bytes: &[u8], name: &str) -> Result<Vec<u8>, TrainError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| invalid_data(path, e))?;
+    let quoted = toml::Value::String(name.into()).to_string();
+    let renamed = replace_line(text, Some("[run]"), "name ", &format!("name = {quoted}"))
+        .ok_or_else(|| invalid_data(path, "no `name` in its [run] table"))?;
+    let parsed: toml::Table = renamed.parse().map_err(|e| invalid_data(path, e))?;
+    if parsed["run"]["name"].as_str() != Some(name) {
+        return Err(invalid_data(path, "could not set run.name"));
+    }
+    Ok(renamed.into_bytes())
+}
+
+/// The run's `summary.json` with `name = name` and the old name as `trained_as`, checked by
+/// parsing it back.
 fn renamed_summary(path: &Path, bytes: &[u8], name: &str) -> Result<Vec<u8>, TrainError> {
-    let mut summary: serde_json::Value =
+    let old: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| invalid_data(path, e))?;
-    let fields = summary
-        .as_object_mut()
-        .ok_or_else(|| invalid_data(path, "not a JSON object"))?;
-    let old = fields.insert("name".into(), name.into());
-    fields.insert("trained_as".into(), old.unwrap_or_default());
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| invalid_data(path, e))?;
-    Ok(text.into_bytes())
+    let text = std::str::from_utf8(bytes).map_err(|e| invalid_data(path, e))?;
+    let line = format!(
+        "  \"name\": {},\n  \"trained_as\": {},",
+        serde_json::Value::from(name),
+        old["name"]
+    );
+    let renamed = replace_line(text, None, "\"name\":", &line)
+        .ok_or_else(|| invalid_data(path, "no `name` field"))?;
+    let parsed: serde_json::Value =
+        serde_json::from_str(&renamed).map_err(|e| invalid_data(path, e))?;
+    if parsed["name"] != name || parsed["trained_as"] != old["name"] {
+        return Err(invalid_data(path, "could not set name"));
+    }
+    Ok(renamed.into_bytes())
 }
