@@ -485,7 +485,7 @@ fn published_weights_reproduce_their_final_evaluation() {
     // The committed reference runs: re-evaluating the published online weights gives the
     // per-episode returns the run logged in its final evaluation (same eval seeds).
     let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    for method in ["shared_dqn", "brc"] {
+    for method in ["shared_dqn", "brc", "brc_tuned"] {
         let published = root.join(format!("results/reference/{method}/seed-0"));
         if !published.join("weights.safetensors").is_file() {
             eprintln!("skipping {method}: no published run");
