@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Publishes the finished runs under RUNS_DIR into results/reference/ and rebuilds the
+# comparisons docs/results.md quotes:
+#   results/reference/<name>/seed-<k>/   config, logs, summary, final + best online weights, and
+#                                        both agents re-evaluated on 100 fresh episodes per task
+#                                        (env seeds 2,000,000+: evaluation-{weights,best}-…json)
+#   results/reference/compare/           the methods, final weights (our protocol), + predecessor logs
+#   results/reference/compare-best/      the same methods, best checkpoints (the predecessor's protocol)
+#   results/reference/ablations/         brc_tuned against its one-change variants
+# A run already published is left alone (delete its directory to publish it again).
+#
+#   scripts/reference.sh [RUNS_DIR]      (default results/runs; BRC_BIN overrides the binary)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-results/runs}
+brc=${BRC_BIN:-target/release/brc}
+if [ -z "${BRC_BIN:-}" ]; then cargo build --release -p brc-cli; fi
+ref=results/reference
+report=evaluation-best-all-seed2000000-n100.json
+
+for run in "$runs"/*/seed-*; do
+    [ -f "$run/summary.json" ] || continue            # unfinished
+    dest=$ref/$(basename "$(dirname "$run")")/$(basename "$run")
+    [ -f "$dest/weights.safetensors" ] && continue    # published already
+    "$brc" publish "$run" --out "$dest" > /dev/null
+    for agent in weights best; do
+        "$brc" evaluate --run "$dest" --checkpoint "$agent.safetensors" \
+            --episodes 100 --seed 2000000 --json > /dev/null
+    done
+    echo "published $dest"
+done
+
+present() { for m in "$@"; do [ -d "$ref/$m" ] && echo "$ref/$m"; done; }
+mapfile -t main < <(present shared_dqn independent_dqn independent_dqn_matched brc brc_polyak brc_tuned)
+mapfile -t ablations < <(present brc_tuned brc_t_scalar brc_t_noblocks brc_t_no_decay brc_t_post_ln brc_t_unit_embedding)
+predecessor=()                                        # its logs, where ../shared is present
+[ -d ../shared/predecessor/metrics ] && predecessor=(../shared/predecessor/metrics)
+"$brc" compare "${main[@]}" "${predecessor[@]}" --out "$ref/compare" > /dev/null
+"$brc" compare "${main[@]}" --final-evaluation "$report" --out "$ref/compare-best" > /dev/null
+if [ "${#ablations[@]}" -gt 1 ]; then
+    "$brc" compare "${ablations[@]}" --out "$ref/ablations" > /dev/null
+fi
+echo "tables: $ref/compare/results.md $ref/compare-best/results.md $ref/ablations/results.md"
