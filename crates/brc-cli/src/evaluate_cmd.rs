@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use brc_envs::{EpisodeStats, LunarLander};
-use brc_train::{evaluate_task_observed, load_run_agent, write_atomic, TaskEvaluation};
+use brc_train::{evaluate_task_observed, load_run_agent, write_atomic, TaskEvaluation, AGENT_FILE};
 use clap::Args;
 use serde::Serialize;
 
@@ -110,11 +110,9 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
     let text = serde_json::to_string_pretty(&report)?;
     // Several weight files can share a directory (a published run's weights and best):
     // the file's stem keeps their reports apart; a checkpoint directory holds one agent.
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("agent");
-    let which = if stem == "agent" {
-        String::new()
-    } else {
-        format!("{stem}-")
+    let which = match file.file_stem().and_then(|s| s.to_str()) {
+        Some(stem) if file.file_name() != Some(AGENT_FILE.as_ref()) => format!("{stem}-"),
+        _ => String::new(),
     };
     let out = file.with_file_name(format!(
         "evaluation-{which}{}-seed{seed}-n{}.json",

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::seeds::eval_env_seed;
 use crate::trainer::{build_run_agent, TrainError};
-use crate::{load_config, RunConfig, RunDir};
+use crate::{load_config, RunConfig, RunDir, AGENT_FILE};
 
 /// One greedy evaluation episode.
 pub type EvalEpisode = EpisodeSummary;
@@ -107,7 +107,7 @@ pub fn evaluate_task_observed(
 }
 
 /// Resolves `checkpoint` — `best`, `final`, `ep<N>` or a path to a checkpoint directory or
-/// `agent.safetensors` file — inside `run_dir`, and returns the agent file.
+/// [`AGENT_FILE`] — inside `run_dir`, and returns the agent file.
 pub fn checkpoint_file(run_dir: &Path, checkpoint: &str) -> Result<PathBuf, TrainError> {
     let named = RunDir::new(run_dir).checkpoint(checkpoint);
     let inside = run_dir.join(checkpoint);
@@ -120,7 +120,7 @@ pub fn checkpoint_file(run_dir: &Path, checkpoint: &str) -> Result<PathBuf, Trai
         PathBuf::from(checkpoint)
     };
     let file = if candidate.is_dir() {
-        candidate.join("agent.safetensors")
+        candidate.join(AGENT_FILE)
     } else {
         candidate
     };

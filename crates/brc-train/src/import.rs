@@ -7,7 +7,7 @@ use brc_agents::{IndependentDqn, IndependentDqnConfig, SharedDqn, SharedDqnConfi
 use brc_envs::TaskSpec;
 use brc_nn::{QMlp, SharedQMlp};
 
-use crate::run_dir::{write_atomic, RunDir};
+use crate::run_dir::{write_atomic, RunDir, AGENT_FILE};
 use crate::trainer::{agent_context, prepare_dir, TrainError};
 use crate::{parse_config, RunConfig};
 
@@ -103,7 +103,7 @@ pub fn import_torch(
             path: path.clone(),
             source,
         })?;
-        agent.save(&path.join("agent.safetensors"))?;
+        agent.save(&path.join(AGENT_FILE))?;
     }
     Ok(config)
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::run_dir::{write_atomic, RunDir};
+use crate::run_dir::{write_atomic, RunDir, AGENT_FILE};
 use crate::trainer::{io, TrainError};
 
 /// The weights-only agent file in a published run directory.
@@ -40,7 +40,7 @@ pub fn publish_run(
             ),
         });
     }
-    let final_agent = src.checkpoint("final").join("agent.safetensors");
+    let final_agent = src.checkpoint("final").join(AGENT_FILE);
     if !final_agent.is_file() {
         return Err(TrainError::Io {
             path: final_agent,
@@ -78,7 +78,7 @@ pub fn publish_run(
     let weights = dest.join(PUBLISHED_WEIGHTS);
     brc_agents::export_weights(&final_agent, &weights)?;
     written.push(weights);
-    let best_agent = src.checkpoint("best").join("agent.safetensors");
+    let best_agent = src.checkpoint("best").join(AGENT_FILE);
     if best_agent.is_file() {
         let best = dest.join(PUBLISHED_BEST_WEIGHTS);
         brc_agents::export_weights(&best_agent, &best)?;

@@ -3,6 +3,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The agent file inside every checkpoint directory (`checkpoints/<name>/agent.safetensors`).
+pub const AGENT_FILE: &str = "agent.safetensors";
+
 /// Paths of one run's artifacts: `<output_dir>/<name>/[seed-<k>/]`.
 #[derive(Debug, Clone)]
 pub struct RunDir {

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::evaluation::{evaluate_agent, TaskEvaluation};
 use crate::records::{EpisodeRecord, EvalRecord, GradientConflict, Summary};
-use crate::run_dir::{write_atomic, RunDir};
+use crate::run_dir::{write_atomic, RunDir, AGENT_FILE};
 use crate::seeds::{derive, train_env_seed, Stream};
 use crate::RunConfig;
 
@@ -200,7 +200,7 @@ pub fn train(
     let mut eval_history: Vec<EvalRecord> = Vec::new();
     if opts.resume {
         let checkpoint = newest_checkpoint(&dir)?;
-        agent.load(&checkpoint.join("agent.safetensors"))?;
+        agent.load(&checkpoint.join(AGENT_FILE))?;
         state = read_state(&checkpoint.join("trainer.json"))?;
         let replay = checkpoint.join("replay.safetensors");
         if replay.is_file() {
@@ -566,7 +566,7 @@ fn save_checkpoint(
     path: &Path,
 ) -> Result<(), TrainError> {
     std::fs::create_dir_all(path).map_err(io(path))?;
-    agent.save(&path.join("agent.safetensors"))?;
+    agent.save(&path.join(AGENT_FILE))?;
     if let Some(buffer) = replay {
         buffer.save(&path.join("replay.safetensors"))?;
         let parent = path.parent().unwrap_or(Path::new("."));
