@@ -1,6 +1,7 @@
 //! Reading, summarising and comparing training runs across seeds: the statistics
-//! (confidence intervals, IQM, stratified bootstrap, threshold crossings), the curves and
-//! tables built from them, and the `analyze` / `compare` reports with their plots.
+//! (confidence intervals, IQM, stratified bootstrap, threshold crossings, late-training
+//! stability), the curves and tables built from them, and the `analyze` / `compare` reports
+//! with their plots.
 
 pub mod curves;
 pub mod efficiency;
@@ -8,4 +9,5 @@ pub mod methods;
 pub mod report;
 pub mod results;
 pub mod runs;
+pub mod stability;
 pub mod stats;

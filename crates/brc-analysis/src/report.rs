@@ -20,6 +20,7 @@ use crate::results::{
     efficiency_csv, efficiency_markdown, improvement_matrix, method_result, results_csv,
     results_markdown, MethodCrossings, MethodResult,
 };
+use crate::stability::{method_stability, stability_markdown};
 use crate::stats::mean_ci95;
 
 /// Errors writing a report: a one-line message naming the file.
@@ -533,6 +534,17 @@ pub fn compare(
         .collect();
     write_results(&mut o, &rows)?;
 
+    let late = stability_markdown(
+        &methods
+            .iter()
+            .map(|m| method_stability(m, &tasks))
+            .collect::<Vec<_>>(),
+    );
+    o.table("stability.md", &late)?;
+    o.text("## Late training (periodic evaluations of the second half)\n");
+    o.text("Each run's periodic greedy evaluations after half its training: their mean per task and on average (mean ± 95% t-interval over seeds) averages over the swings of the greedy policy that a final evaluation draws one network from; swing is the standard deviation of a run's evaluation averages in that window (mean over seeds), worst its lowest.\n");
+    o.text(&late);
+
     let mut categories = tasks.clone();
     categories.push("average".into());
     o.figure(
@@ -866,6 +878,15 @@ mod tests {
         // "high" ends far above "low" on every task in every seed.
         let md = std::fs::read_to_string(tmp.path().join("report.md")).unwrap();
         assert!(md.contains("| high | 3 |"), "{md}");
+        let late = std::fs::read_to_string(tmp.path().join("stability.md")).unwrap();
+        assert!(
+            late.contains("| low | 2 |") && late.contains("| high | 3 |"),
+            "{late}"
+        );
+        assert!(
+            md.contains(&late),
+            "the report shows the late-training table"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    fn of((mean, lower, upper): (f64, f64, f64)) -> Self {
+    pub(crate) fn of((mean, lower, upper): (f64, f64, f64)) -> Self {
         Self { mean, lower, upper }
     }
 
