@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::methods::Method;
 use crate::results::Estimate;
-use crate::runs::Run;
+use crate::runs::{Evaluation, Run};
 use crate::stats::{mean, mean_ci95, sample_std};
 
 /// One run's periodic evaluations after half of its training.
@@ -41,8 +41,7 @@ pub fn late_evaluations(run: &Run, tasks: &[String]) -> Option<LateEvaluations> 
         .into_iter()
         .filter(|e| 2 * e.after_episode > last)
         .collect();
-    let score =
-        |e: &crate::runs::Evaluation, t: &String| e.mean_return.get(t).copied().unwrap_or(f64::NAN);
+    let score = |e: &Evaluation, t: &String| e.mean_return.get(t).copied().unwrap_or(f64::NAN);
     let averages: Vec<f64> = window
         .iter()
         .map(|e| mean(&tasks.iter().map(|t| score(e, t)).collect::<Vec<_>>()))
@@ -139,7 +138,6 @@ pub fn stability_markdown(rows: &[MethodStability]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::Evaluation;
 
     fn tasks() -> Vec<String> {
         ["standard", "windy", "heavy"].map(String::from).to_vec()
