@@ -218,6 +218,14 @@ impl Brc {
         Ok((loss, q_taken))
     }
 
+    /// Sets the optimizer's learning rate for the episodes done: linear from `lr` to
+    /// `lr × lr_final_fraction` over the run (exactly `lr` throughout when the fraction is 1).
+    fn schedule_lr(&mut self) {
+        let progress = (self.episodes as f64 / self.ctx.total_episodes.max(1) as f64).min(1.0);
+        let lr = self.config.lr * (1.0 - (1.0 - self.config.lr_final_fraction) * progress);
+        self.optimizer.set_learning_rate(lr);
+    }
+
     fn check_task(&self, task: usize) -> Result<()> {
         checkpoint::check_task(task, self.ctx.num_tasks())
     }
@@ -293,6 +301,7 @@ impl Agent for Brc {
         self.check_task(task)?;
         self.exploration.end_episode();
         self.episodes += 1;
+        self.schedule_lr();
         // With Polyak updates the target follows every update instead.
         if self.config.target_tau == 0.0
             && self
@@ -345,6 +354,7 @@ impl Agent for Brc {
         self.exploration = s.exploration;
         self.rng = s.rng;
         self.episodes = s.episodes;
+        self.schedule_lr();
         Ok(())
     }
 }

@@ -203,6 +203,10 @@ pub struct BrcConfig {
     pub v_max: f64,
     /// AdamW learning rate.
     pub lr: f64,
+    /// The learning rate falls linearly with the run's training episodes, from `lr` at the
+    /// first to `lr × lr_final_fraction` at the last: a lever against late-training swings of
+    /// the greedy policy. 1 (the design note): constant.
+    pub lr_final_fraction: f64,
     /// AdamW decoupled weight decay (set explicitly: candle's default would be 0.01).
     pub weight_decay: f64,
     /// Global gradient-norm clip (0 disables).
@@ -234,6 +238,7 @@ impl Default for BrcConfig {
             v_min: -100.0,
             v_max: 300.0,
             lr: 3e-4,
+            lr_final_fraction: 1.0,
             weight_decay: 1e-4,
             grad_clip: 10.0,
             target_tau: 0.0,
@@ -260,6 +265,13 @@ impl BrcConfig {
             ));
         }
         positive("lr", self.lr)?;
+        if !(0.0..=1.0).contains(&self.lr_final_fraction) {
+            return Err(issue(
+                "lr_final_fraction",
+                self.lr_final_fraction,
+                "must be in [0, 1]",
+            ));
+        }
         non_negative("weight_decay", self.weight_decay)?;
         non_negative("grad_clip", self.grad_clip)?;
         if !(0.0..=1.0).contains(&self.target_tau) {

@@ -98,6 +98,9 @@ pub struct AgentContext {
     pub target_update_episodes: usize,
     /// Transitions needed in the sampled set before updates start.
     pub min_replay: usize,
+    /// Training episodes of the whole run, all tasks together (learning-rate schedules run
+    /// over these).
+    pub total_episodes: usize,
     /// Seed of the agent's own streams (initialisation, exploration).
     pub seed: u64,
     /// Device for the networks.

@@ -54,6 +54,11 @@ impl AdamW {
         })
     }
 
+    /// Changes the learning rate of the next steps (a schedule; the moments are kept).
+    pub(crate) fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
     /// Global L2 norm of the gradients (variables without a gradient count as zero).
     pub(crate) fn grad_norm(&self, grads: &GradStore) -> Result<f32> {
         let mut total: Option<Tensor> = None;

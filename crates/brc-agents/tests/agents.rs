@@ -20,6 +20,7 @@ fn ctx(seed: u64, epsilon: f64) -> AgentContext {
         },
         target_update_episodes: 10,
         min_replay: 100,
+        total_episodes: 1500,
         seed,
         device: brc_nn::Device::Cpu,
     }
@@ -426,6 +427,7 @@ fn checkpoints_from_before_an_option_existed_still_load() {
         "reward_scale",
         "unit_norm_embedding",
         "categorical",
+        "lr_final_fraction",
     ] {
         assert!(fields.remove(key).is_some(), "{key}");
     }
@@ -491,4 +493,56 @@ fn weights_only_exports_act_like_the_full_checkpoint() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("cannot read"), "{e}");
+}
+
+#[test]
+fn brc_learning_rate_decays_with_the_runs_episodes() {
+    // With lr_final_fraction = 0 the learning rate reaches 0 at the run's last episode: an
+    // update then leaves the network as it is (AdamW's decay scales with lr too). Before
+    // that, and with the constant default, the same update changes it. A checkpoint restores
+    // the schedule from its episode count.
+    let buffer = buffer(13);
+    let obs = [0.1, 0.5, 0.0, -0.2, 0.05, 0.0, 0.0, 0.0];
+    let decaying = AgentConfig::Brc(BrcConfig {
+        lr_final_fraction: 0.0,
+        ..BrcConfig::default()
+    });
+    let short = AgentContext {
+        total_episodes: 3,
+        ..ctx(14, 0.0)
+    };
+    let changes = |agent: &mut Box<dyn Agent>| {
+        let before = agent.q_values(&obs, 0).unwrap();
+        let batch = batch_for(agent.as_ref(), &buffer, 0, 15);
+        agent.update(&batch).unwrap();
+        agent.q_values(&obs, 0).unwrap() != before
+    };
+    let mut a = build_agent(&decaying, &short).unwrap();
+    let mut constant = build_agent(&AgentConfig::Brc(BrcConfig::default()), &short).unwrap();
+    for _ in 0..2 {
+        a.end_episode(0).unwrap();
+        constant.end_episode(0).unwrap();
+    }
+    assert!(changes(&mut a), "a third of the learning rate is left");
+    a.end_episode(0).unwrap();
+    constant.end_episode(0).unwrap();
+    assert!(!changes(&mut a), "the learning rate has reached 0");
+    assert!(
+        changes(&mut constant),
+        "the default keeps its learning rate"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("brc.safetensors");
+    a.save(&path).unwrap();
+    let mut resumed = build_agent(&decaying, &short).unwrap();
+    resumed.load(&path).unwrap();
+    assert!(!changes(&mut resumed), "the schedule resumes at its end");
+
+    let bad = AgentConfig::Brc(BrcConfig {
+        lr_final_fraction: 1.5,
+        ..BrcConfig::default()
+    });
+    let e = build_agent(&bad, &short).err().unwrap().to_string();
+    assert!(e.contains("lr_final_fraction"), "{e}");
 }

@@ -214,6 +214,7 @@ pub fn run_bench(size: &BenchSize) -> Result<BenchReport, TrainError> {
         },
         target_update_episodes: 10,
         min_replay: 64,
+        total_episodes: 1500,
         seed: 0,
         device: brc_nn::Device::Cpu,
     };

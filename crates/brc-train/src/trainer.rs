@@ -451,6 +451,7 @@ pub(crate) fn agent_context(config: &RunConfig) -> Result<AgentContext, TrainErr
         exploration: config.exploration(),
         target_update_episodes: training.target_update_episodes,
         min_replay: training.min_replay,
+        total_episodes: training.episodes_per_task * config.tasks.len(),
         seed: derive(config.run.seed, Stream::Agent),
         device: brc_nn::select_device(&config.run.device)?,
     })
