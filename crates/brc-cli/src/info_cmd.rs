@@ -29,7 +29,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         "agent": config.agent,
         "parameters": agent.num_params(),
         "tasks": config.tasks,
-        "episodes": config.training.episodes_per_task * config.tasks.len(),
+        "episodes": config.total_episodes(),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -667,4 +667,9 @@ impl RunConfig {
     pub fn task_names(&self) -> Vec<String> {
         self.tasks.iter().map(|t| t.name.clone()).collect()
     }
+
+    /// Training episodes of the whole run, all tasks together (the tasks take turns).
+    pub fn total_episodes(&self) -> usize {
+        self.training.episodes_per_task * self.tasks.len()
+    }
 }

@@ -242,7 +242,7 @@ pub fn train(
     let mut batch = Batch::with_capacity(training.batch_size);
     let mut probe_rng = Pcg32::seed_from_u64(derive(seed, Stream::Probe));
     let mut logs = Logs::open(&dir)?;
-    let total = training.episodes_per_task * n_tasks;
+    let total = config.total_episodes();
     let start = Instant::now();
     let clock = state.wall_seconds;
     let elapsed = |start: &Instant| clock + start.elapsed().as_secs_f64();
@@ -451,7 +451,7 @@ pub(crate) fn agent_context(config: &RunConfig) -> Result<AgentContext, TrainErr
         exploration: config.exploration(),
         target_update_episodes: training.target_update_episodes,
         min_replay: training.min_replay,
-        total_episodes: training.episodes_per_task * config.tasks.len(),
+        total_episodes: config.total_episodes(),
         seed: derive(config.run.seed, Stream::Agent),
         device: brc_nn::select_device(&config.run.device)?,
     })
