@@ -45,6 +45,14 @@ fn non_negative(key: &str, v: f64) -> Result<(), ConfigIssue> {
     }
 }
 
+fn unit_interval(key: &str, v: f64) -> Result<(), ConfigIssue> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(issue(key, v, "must be in [0, 1]"))
+    }
+}
+
 /// The ε-greedy schedule: ε starts at `start` and is multiplied by `decay` after every episode
 /// (of the task, for per-task learners) until it reaches `end`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -265,18 +273,10 @@ impl BrcConfig {
             ));
         }
         positive("lr", self.lr)?;
-        if !(0.0..=1.0).contains(&self.lr_final_fraction) {
-            return Err(issue(
-                "lr_final_fraction",
-                self.lr_final_fraction,
-                "must be in [0, 1]",
-            ));
-        }
+        unit_interval("lr_final_fraction", self.lr_final_fraction)?;
         non_negative("weight_decay", self.weight_decay)?;
         non_negative("grad_clip", self.grad_clip)?;
-        if !(0.0..=1.0).contains(&self.target_tau) {
-            return Err(issue("target_tau", self.target_tau, "must be in [0, 1]"));
-        }
+        unit_interval("target_tau", self.target_tau)?;
         positive("reward_scale", self.reward_scale)
     }
 
