@@ -31,7 +31,7 @@ for run in "$runs"/*/seed-*; do
 done
 
 present() { for m in "$@"; do [ -d "$ref/$m" ] && echo "$ref/$m"; done; }
-mapfile -t main < <(present shared_dqn independent_dqn independent_dqn_matched brc brc_polyak brc_tuned)
+mapfile -t main < <(present shared_dqn independent_dqn independent_dqn_matched brc brc_polyak brc_tuned brc_t_support20)
 mapfile -t ablations < <(present brc_tuned brc_t_scalar brc_t_noblocks brc_t_no_decay brc_t_postln brc_t_tau001 brc_t_lr_decay brc_t_unit_embedding brc_t_batch128 brc_t_support20)
 predecessor=()                                        # its logs, where ../shared is present
 [ -d ../shared/predecessor/metrics ] && predecessor=(../shared/predecessor/metrics)
