@@ -20,10 +20,6 @@ print("| task | episodes | 1st percentile | median | 99th percentile | scale int
 print("|---|---:|---:|---:|---:|---:|")
 for task, values in returns.items():
     values.sort()
-    n = len(values)
-
-    def pct(p):
-        return values[int(p * (n - 1))]
-
-    scale = 10 / max(-pct(0.01), pct(0.99))
-    print(f"| {task} | {n} | {pct(0.01):.0f} | {pct(0.5):.0f} | {pct(0.99):.0f} | {scale:.3f} |")
+    low, median, high = (values[int(p * (len(values) - 1))] for p in (0.01, 0.5, 0.99))
+    scale = 10 / max(-low, high)
+    print(f"| {task} | {len(values)} | {low:.0f} | {median:.0f} | {high:.0f} | {scale:.3f} |")

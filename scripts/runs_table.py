@@ -10,17 +10,22 @@ import os
 import sys
 
 root = sys.argv[1] if len(sys.argv) > 1 else "results/reference"
-# The main methods first, then brc_tuned's one-change variants, in the order docs/results.md uses.
-methods = ["shared_dqn", "independent_dqn", "independent_dqn_matched", "brc", "brc_polyak",
-           "brc_tuned", "brc_t_noblocks", "brc_t_scalar", "brc_t_no_decay", "brc_t_postln",
-           "brc_t_tau001", "brc_t_lr_decay", "brc_t_unit_embedding", "brc_t_batch128",
-           "brc_t_support20"]
 
 
 def load(path):
     with open(path) as f:
         return json.load(f)
 
+
+# Methods in the order scripts/reference.sh compared them (compare/, then ablations/), so the
+# method lists live in one place; any other published method follows, alphabetically.
+methods = []
+for comparison in ["compare", "ablations"]:
+    path = f"{root}/{comparison}/results.json"
+    rows = load(path) if os.path.isfile(path) else []
+    methods += [r["method"] for r in rows if not r["predecessor"] and r["method"] not in methods]
+methods += sorted(os.path.basename(os.path.dirname(d)) for d in glob.glob(f"{root}/*/seed-0")
+                  if os.path.basename(os.path.dirname(d)) not in methods)
 
 print("| run | final average | final, fresh seeds | best checkpoint (episode), fresh seeds "
       "| env steps | wall time |")
