@@ -15,8 +15,11 @@
 use std::path::Path;
 
 use brc_buffer::Batch;
+use std::cell::RefCell;
+use std::ops::Range;
+
 use brc_nn::ops::{log_softmax, softmax};
-use brc_nn::BroNet;
+use brc_nn::{BroNet, BroNetCpu, HostGradients};
 use candle_core::{Tensor, D};
 use rand::SeedableRng;
 use rand_pcg::Pcg32;
@@ -109,6 +112,64 @@ pub struct Brc {
     rng: Pcg32,
     /// Episodes finished, over all tasks (target copies count these).
     episodes: u64,
+    /// The CPU fast path (`None` on other devices and for networks it does not compute).
+    cpu: Option<RefCell<CpuPath>>,
+}
+
+/// The BroNet CPU engines and the buffers of one update, kept between updates so that an
+/// update allocates nothing (see [`brc_nn::BroNetCpu`]; candle's graph is the reference).
+struct CpuPath {
+    /// The online network on `[s; s']` (one pass serves the prediction and the double-DQN
+    /// argmax), its activations kept for the backward pass.
+    online: BroNetCpu,
+    /// The target network on `s'`.
+    target: BroNetCpu,
+    /// Greedy actions, batch 1 (its own buffers, so acting never touches an update's).
+    act: BroNetCpu,
+    obs: Vec<f32>,
+    tasks: Vec<u32>,
+    dlogits: Vec<f32>,
+    /// Per segment (task) gradients.
+    grads: Vec<HostGradients>,
+    /// One row's scratch: log-probabilities, projected target.
+    log_p: Vec<f32>,
+    projected: Vec<f32>,
+}
+
+impl CpuPath {
+    fn new(net: &BroNet) -> Result<Option<Self>> {
+        let c = *net.config();
+        if !net.params().device().is_cpu() || !BroNetCpu::supports(&c) {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            online: BroNetCpu::new(c)?,
+            target: BroNetCpu::new(c)?,
+            act: BroNetCpu::new(c)?,
+            obs: Vec::new(),
+            tasks: Vec::new(),
+            dlogits: Vec::new(),
+            grads: Vec::new(),
+            log_p: vec![0.0; c.num_atoms],
+            projected: vec![0.0; c.num_atoms],
+        }))
+    }
+}
+
+/// What the loss of one forward pass gives: the loss, the mean Q(s, a) in return units.
+struct HostLoss {
+    loss: f64,
+    mean_q: f64,
+}
+
+/// `out = log_softmax(x)`, max-shifted like [`brc_nn::ops::log_softmax`].
+fn log_softmax_row(x: &[f32], out: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = x.iter().map(|v| (v - max).exp()).sum();
+    let lse = sum.ln();
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = (v - max) - lse;
+    }
 }
 
 impl Brc {
@@ -124,6 +185,7 @@ impl Brc {
             n: config.num_atoms,
         };
         let atoms = Tensor::from_vec(support.atoms(), config.num_atoms, &ctx.device)?;
+        let cpu = CpuPath::new(&online)?.map(RefCell::new);
         Ok(Self {
             return_atoms: (&atoms / config.reward_scale)?,
             atoms,
@@ -134,6 +196,7 @@ impl Brc {
             ctx,
             online,
             target,
+            cpu,
             optimizer,
             episodes: 0,
         })
@@ -218,6 +281,130 @@ impl Brc {
         Ok((loss, q_taken))
     }
 
+    /// The CPU fast path's forward passes and loss over `batches`, taken as consecutive
+    /// segments of one pass: returns each segment's mean loss and mean Q(s, a), and leaves in
+    /// `cpu.dlogits` the gradient of Σ_segments (segment mean loss) with respect to the logits
+    /// of `[s]`. Same loss as [`Brc::categorical_loss`] / [`Brc::scalar_loss`].
+    fn host_loss(
+        &self,
+        cpu: &mut CpuPath,
+        batches: &[&Batch],
+    ) -> Result<(Vec<HostLoss>, Vec<Range<usize>>)> {
+        let mut segments = Vec::with_capacity(batches.len());
+        let mut total = 0;
+        for b in batches {
+            if b.is_empty() {
+                return Err(AgentError::Batch("empty batch".into()));
+            }
+            segments.push(total..total + b.len());
+            total += b.len();
+        }
+        let CpuPath {
+            online,
+            target,
+            obs,
+            tasks,
+            dlogits,
+            log_p,
+            projected,
+            ..
+        } = cpu;
+        obs.clear();
+        tasks.clear();
+        for next in [false, true] {
+            for b in batches {
+                obs.extend_from_slice(if next { &b.next_obs } else { &b.obs });
+                tasks.extend_from_slice(&b.tasks);
+            }
+        }
+        let logits = online.forward(&self.online, obs, tasks)?;
+        let next_target = target.forward(&self.target, &obs[total * OBS_DIM..], &tasks[total..])?;
+        let n = self.support.n;
+        let width = NUM_ACTIONS * n;
+        dlogits.clear();
+        dlogits.resize(total * width, 0.0);
+        let atoms = self.support.atoms();
+        let inv_scale = (1.0 / self.config.reward_scale) as f32;
+        let mut out = Vec::with_capacity(batches.len());
+        for (seg, batch) in segments.iter().zip(batches) {
+            let weight = 1.0 / batch.len() as f32;
+            let (mut loss, mut q_sum) = (0.0f64, 0.0f64);
+            for (j, i) in seg.clone().enumerate() {
+                let next_online = &logits[(total + i) * width..(total + i + 1) * width];
+                let reward = f64::from(batch.rewards[j]) * self.config.reward_scale;
+                let not_done = 1.0 - batch.terminated[j];
+                let action = batch.actions[j] as usize;
+                let taken = &logits[i * width + action * n..i * width + (action + 1) * n];
+                let grad = &mut dlogits[i * width + action * n..i * width + (action + 1) * n];
+                if !self.config.categorical {
+                    // One "atom" per action: the scalar double-DQN TD error.
+                    let a_star = crate::argmax(next_online);
+                    let next_q = next_target[i * width + a_star];
+                    let td = (reward as f32) + (next_q * not_done) * self.ctx.gamma as f32;
+                    let err = taken[0] - td;
+                    loss += f64::from(err * err);
+                    q_sum += f64::from(taken[0] * inv_scale);
+                    grad[0] = weight * 2.0 * err;
+                    continue;
+                }
+                // a* = argmax_a E[Z_online(s', a)]; its target distribution, projected.
+                let mut best = (0, f32::NEG_INFINITY);
+                for a in 0..NUM_ACTIONS {
+                    log_softmax_row(&next_online[a * n..(a + 1) * n], log_p);
+                    let q: f32 = log_p.iter().zip(&atoms).map(|(l, z)| l.exp() * z).sum();
+                    if q > best.1 {
+                        best = (a, q);
+                    }
+                }
+                let start = i * width + best.0 * n;
+                log_softmax_row(&next_target[start..start + n], log_p);
+                log_p.iter_mut().for_each(|l| *l = l.exp());
+                let discount = self.ctx.gamma * f64::from(not_done);
+                project_distribution(log_p, reward, discount, &self.support, projected);
+                // Cross-entropy of the taken action's distribution against it.
+                log_softmax_row(taken, log_p);
+                let mass: f32 = projected.iter().sum();
+                let mut row_loss = 0.0f32;
+                let mut q = 0.0f32;
+                for k in 0..n {
+                    let p = log_p[k].exp();
+                    row_loss -= projected[k] * log_p[k];
+                    q += p * (atoms[k] * inv_scale);
+                    grad[k] = weight * (p * mass - projected[k]);
+                }
+                loss += f64::from(row_loss);
+                q_sum += f64::from(q);
+            }
+            out.push(HostLoss {
+                loss: loss / batch.len() as f64,
+                mean_q: q_sum / batch.len() as f64,
+            });
+        }
+        Ok((out, segments))
+    }
+
+    /// One update on the CPU fast path: forward, loss and backward by [`BroNetCpu`], AdamW on
+    /// the host gradients.
+    fn update_on_cpu(&mut self, batch: &Batch) -> Result<UpdateStats> {
+        let cell = self.cpu.as_ref().expect("called with a CPU path");
+        let mut cpu = cell.borrow_mut();
+        let (losses, segments) = self.host_loss(&mut cpu, &[batch])?;
+        let CpuPath {
+            online,
+            dlogits,
+            grads,
+            ..
+        } = &mut *cpu;
+        grads.resize_with(1, Vec::new);
+        online.backward(&self.online, dlogits, &segments, &mut grads[..1])?;
+        let grad_norm = self.optimizer.step_host(&grads[0], self.config.grad_clip)?;
+        Ok(UpdateStats {
+            loss: losses[0].loss as f32,
+            grad_norm,
+            mean_q: losses[0].mean_q as f32,
+        })
+    }
+
     /// Sets the optimizer's learning rate for the episodes done: linear from `lr` to
     /// `lr × lr_final_fraction` over the run (exactly `lr` throughout when the fraction is 1).
     fn schedule_lr(&mut self) {
@@ -246,6 +433,29 @@ impl Agent for Brc {
 
     fn q_values(&self, obs: &[f32; OBS_DIM], task: usize) -> Result<[f32; NUM_ACTIONS]> {
         self.check_task(task)?;
+        if let Some(cell) = &self.cpu {
+            let mut cpu = cell.borrow_mut();
+            let logits = cpu.act.forward(&self.online, obs, &[task as u32])?;
+            let inv_scale = (1.0 / self.config.reward_scale) as f32;
+            let n = self.support.n;
+            let atoms = self.support.atoms();
+            let mut q = [0.0f32; NUM_ACTIONS];
+            let mut log_p = vec![0.0f32; n];
+            for (a, q) in q.iter_mut().enumerate() {
+                let row = &logits[a * n..(a + 1) * n];
+                *q = if self.config.categorical {
+                    log_softmax_row(row, &mut log_p);
+                    log_p
+                        .iter()
+                        .zip(&atoms)
+                        .map(|(l, z)| l.exp() * (z * inv_scale))
+                        .sum()
+                } else {
+                    row[0] * inv_scale
+                };
+            }
+            return Ok(q);
+        }
         let device = &self.ctx.device;
         let o = Tensor::from_slice(obs, (1, OBS_DIM), device)?;
         let t = Tensor::from_slice(&[task as u32], 1, device)?;
@@ -282,19 +492,23 @@ impl Agent for Brc {
     }
 
     fn update(&mut self, batch: &Batch) -> Result<UpdateStats> {
-        let (loss, q_taken) = self.loss(batch)?;
-        let grads = loss.backward()?;
-        let grad_norm = self.optimizer.step(&grads, self.config.grad_clip)?;
+        let stats = if self.cpu.is_some() {
+            self.update_on_cpu(batch)?
+        } else {
+            let (loss, q_taken) = self.loss(batch)?;
+            let grads = loss.backward()?;
+            UpdateStats {
+                grad_norm: self.optimizer.step(&grads, self.config.grad_clip)?,
+                loss: loss.to_scalar()?,
+                mean_q: q_taken.mean_all()?.to_scalar()?,
+            }
+        };
         if self.config.target_tau > 0.0 {
             self.target
                 .params()
                 .soft_update_from(self.online.params(), self.config.target_tau)?;
         }
-        Ok(UpdateStats {
-            loss: loss.to_scalar()?,
-            grad_norm,
-            mean_q: q_taken.mean_all()?.to_scalar()?,
-        })
+        Ok(stats)
     }
 
     fn end_episode(&mut self, task: usize) -> Result<()> {
@@ -314,6 +528,29 @@ impl Agent for Brc {
     }
 
     fn task_gradients(&mut self, batches: &[Batch]) -> Result<Option<Vec<Vec<f32>>>> {
+        if let Some(cell) = &self.cpu {
+            // One forward and one backward pass for all tasks: the segments split only the
+            // weight gradients.
+            let mut cpu = cell.borrow_mut();
+            let refs: Vec<&Batch> = batches.iter().collect();
+            let (_, segments) = self.host_loss(&mut cpu, &refs)?;
+            let CpuPath {
+                online,
+                dlogits,
+                grads,
+                ..
+            } = &mut *cpu;
+            grads.resize_with(segments.len(), Vec::new);
+            online.backward(
+                &self.online,
+                dlogits,
+                &segments,
+                &mut grads[..segments.len()],
+            )?;
+            return Ok(Some(
+                grads[..segments.len()].iter().map(|g| g.concat()).collect(),
+            ));
+        }
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches {
             let (loss, _) = self.loss(batch)?;
@@ -356,6 +593,232 @@ impl Agent for Brc {
         self.episodes = s.episodes;
         self.schedule_lr();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod cpu_path_tests {
+    //! The CPU fast path against candle's graph, the reference: same loss, same gradients,
+    //! same training.
+    use super::*;
+    use crate::Exploration;
+    use rand::Rng;
+
+    fn ctx(seed: u64) -> AgentContext {
+        AgentContext {
+            task_names: ["standard", "windy", "heavy"].map(String::from).to_vec(),
+            gamma: 0.99,
+            exploration: Exploration {
+                start: 0.0,
+                end: 0.0,
+                decay: 1.0,
+            },
+            target_update_episodes: 10,
+            min_replay: 64,
+            total_episodes: 1500,
+            seed,
+            device: candle_core::Device::Cpu,
+        }
+    }
+
+    /// The design note's BRC, the tuned one (101 atoms, ±20, scaled rewards, Polyak) and the
+    /// scalar ablation.
+    fn configs() -> Vec<BrcConfig> {
+        let tuned = BrcConfig {
+            num_atoms: 101,
+            v_min: -20.0,
+            v_max: 20.0,
+            reward_scale: 0.03,
+            target_tau: 0.005,
+            ..BrcConfig::default()
+        };
+        let scalar = BrcConfig {
+            categorical: false,
+            num_atoms: 1,
+            ..BrcConfig::default()
+        };
+        vec![BrcConfig::default(), tuned, scalar]
+    }
+
+    /// 64 transitions over the three tasks, terminal ±100 rewards among them.
+    fn batch(seed: u64, tasks: &[u32]) -> Batch {
+        let mut rng = Pcg32::seed_from_u64(seed);
+        let mut b = Batch::with_capacity(64);
+        for i in 0..64 {
+            b.obs
+                .extend((0..OBS_DIM).map(|_| rng.random_range(-1.5f32..1.5)));
+            b.next_obs
+                .extend((0..OBS_DIM).map(|_| rng.random_range(-1.5f32..1.5)));
+            b.actions.push(rng.random_range(0..NUM_ACTIONS as u32));
+            let terminal = i % 9 == 0;
+            b.rewards.push(if terminal {
+                [-100.0, 100.0][i % 2]
+            } else {
+                rng.random_range(-5.0..5.0)
+            });
+            b.terminated.push(if terminal { 1.0 } else { 0.0 });
+            b.tasks.push(tasks[i % tasks.len()]);
+        }
+        b
+    }
+
+    fn rel(a: &[f32], b: &[f32]) -> f64 {
+        let d: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+        let n: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
+        (d / n.max(1e-30)).sqrt()
+    }
+
+    /// The agent with its fast path switched off: candle's graph end to end.
+    fn reference(config: &BrcConfig, seed: u64) -> Brc {
+        let mut agent = Brc::new(config.clone(), ctx(seed)).unwrap();
+        agent.cpu = None;
+        agent
+    }
+
+    #[test]
+    fn the_fast_path_is_on_for_cpu_networks_it_computes() {
+        assert!(Brc::new(BrcConfig::default(), ctx(0))
+            .unwrap()
+            .cpu
+            .is_some());
+        let post_ln = BrcConfig {
+            post_ln: true,
+            ..BrcConfig::default()
+        };
+        assert!(Brc::new(post_ln, ctx(0)).unwrap().cpu.is_none());
+    }
+
+    #[test]
+    fn loss_and_every_gradient_equal_candles_on_a_fixed_batch() {
+        for config in configs() {
+            let fast = Brc::new(config.clone(), ctx(7)).unwrap();
+            let slow = reference(&config, 7);
+            // A target network that differs from the online one, as in training.
+            let mut rng = Pcg32::seed_from_u64(9);
+            for (_, v) in fast.target.params().named_vars() {
+                brc_nn::params::update_host(v, |w| {
+                    w.iter_mut()
+                        .for_each(|x| *x += rng.random_range(-0.01..0.01))
+                })
+                .unwrap();
+            }
+            slow.target.copy_from(&fast.target).unwrap();
+            let b = batch(3, &[0, 1, 2]);
+            let (loss, q) = slow.loss(&b).unwrap();
+            let grads = loss.backward().unwrap();
+            let mut cpu = fast.cpu.as_ref().unwrap().borrow_mut();
+            let (losses, segments) = fast.host_loss(&mut cpu, &[&b]).unwrap();
+            let CpuPath {
+                online,
+                dlogits,
+                grads: host,
+                ..
+            } = &mut *cpu;
+            host.resize_with(1, Vec::new);
+            online
+                .backward(&fast.online, dlogits, &segments, host)
+                .unwrap();
+            let want = f64::from(loss.to_scalar::<f32>().unwrap());
+            assert!(
+                (losses[0].loss - want).abs() <= 1e-5 * want.abs(),
+                "loss {} vs {want}",
+                losses[0].loss
+            );
+            let want_q = f64::from(q.mean_all().unwrap().to_scalar::<f32>().unwrap());
+            assert!((losses[0].mean_q - want_q).abs() <= 1e-4 * (1.0 + want_q.abs()));
+            let reference_vars = slow.online.params().named_vars();
+            for (((name, _), (_, var)), got) in fast
+                .online
+                .params()
+                .named_vars()
+                .iter()
+                .zip(reference_vars)
+                .zip(&host[0])
+            {
+                let reference: Vec<f32> = grads.get(var).map_or_else(
+                    || vec![0.0; var.elem_count()],
+                    |g| g.flatten_all().unwrap().to_vec1().unwrap(),
+                );
+                let r = rel(got, &reference);
+                assert!(
+                    r <= 1e-5,
+                    "categorical {}: {name}: relative error {r}",
+                    config.categorical
+                );
+                assert!(got.iter().any(|g| *g != 0.0), "{name} gets a gradient");
+            }
+        }
+    }
+
+    #[test]
+    fn fifty_updates_train_the_same_parameters_as_candle() {
+        for config in configs() {
+            let mut fast = Brc::new(config.clone(), ctx(11)).unwrap();
+            let mut slow = reference(&config, 11);
+            for i in 0..50 {
+                let b = batch(100 + i, &[0, 1, 2]);
+                let (f, s) = (fast.update(&b).unwrap(), slow.update(&b).unwrap());
+                assert!(
+                    (f.loss - s.loss).abs() <= 1e-3 * (1.0 + s.loss.abs()),
+                    "update {i}: {} vs {}",
+                    f.loss,
+                    s.loss
+                );
+                if i % 10 == 9 {
+                    fast.end_episode(0).unwrap();
+                    slow.end_episode(0).unwrap();
+                }
+            }
+            for (net_fast, net_slow) in [(&fast.online, &slow.online), (&fast.target, &slow.target)]
+            {
+                for ((name, a), (_, b)) in net_fast
+                    .params()
+                    .named_vars()
+                    .iter()
+                    .zip(net_slow.params().named_vars())
+                {
+                    let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+                    let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+                    let r = rel(&a, &b);
+                    assert!(
+                        r <= 1e-4,
+                        "categorical {}: {name}: relative distance {r}",
+                        config.categorical
+                    );
+                }
+            }
+            let obs = [0.1f32; OBS_DIM];
+            let (qf, qs) = (
+                fast.q_values(&obs, 2).unwrap(),
+                slow.q_values(&obs, 2).unwrap(),
+            );
+            for (a, b) in qf.iter().zip(&qs) {
+                assert!((a - b).abs() <= 1e-3 * (1.0 + b.abs()), "q {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn per_task_gradients_in_one_pass_equal_one_pass_per_task() {
+        let config = BrcConfig::default();
+        let mut fast = Brc::new(config.clone(), ctx(5)).unwrap();
+        let mut slow = reference(&config, 5);
+        let batches: Vec<Batch> = (0..3).map(|t| batch(20 + t, &[t as u32])).collect();
+        let got = fast.task_gradients(&batches).unwrap().unwrap();
+        let want = slow.task_gradients(&batches).unwrap().unwrap();
+        assert_eq!(got.len(), 3);
+        for (t, (g, w)) in got.iter().zip(&want).enumerate() {
+            let r = rel(g, w);
+            assert!(r <= 1e-5, "task {t}: relative error {r}");
+        }
+        // A task's gradient reaches its own embedding row only.
+        let e = 32;
+        for (t, g) in got.iter().enumerate() {
+            for row in 0..3 {
+                let nonzero = g[row * e..(row + 1) * e].iter().any(|v| *v != 0.0);
+                assert_eq!(nonzero, row == t, "task {t}, embedding row {row}");
+            }
+        }
     }
 }
 

@@ -13,6 +13,42 @@ const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const EPS: f64 = 1e-8;
 
+/// The per-step constants of the fused host update.
+struct HostCoefficients {
+    decay: f32,
+    step_size: f32,
+    bias2_sqrt: f32,
+    scale: f32,
+}
+
+/// PyTorch's AdamW on host slices: decay, moments, bias-corrected step, in one pass
+/// (compiled for AVX2 too; elementwise, so the same bits either way).
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn adam_host(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &HostCoefficients) {
+    let (b1, b2) = (BETA1 as f32, BETA2 as f32);
+    for (((w, g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = g * c.scale;
+        *m = b1 * *m + (1.0 - b1) * g;
+        *v = b2 * *v + (1.0 - b2) * g * g;
+        *w = *w * c.decay - c.step_size * *m / ((*v).sqrt() / c.bias2_sqrt + EPS as f32);
+    }
+}
+
+/// Σ g² over 8 independent f32 lanes, added up in f64 (a serial f64 chain was most of a
+/// BRC update's optimizer time).
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn sum_squares(g: &[f32]) -> f64 {
+    let mut lanes = [0f32; 8];
+    let chunks = g.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().map(|x| x * x).sum();
+    for c in chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x * x;
+        }
+    }
+    lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + f64::from(rest)
+}
+
 /// PyTorch-style AdamW over an ordered list of variables (`weight_decay = 0` is Adam).
 pub(crate) struct AdamW {
     params: Vec<Var>,
@@ -90,24 +126,14 @@ impl AdamW {
         let t = self.step as i32;
         let bias1 = 1.0 - BETA1.powi(t);
         let bias2 = 1.0 - BETA2.powi(t);
-        if let Some(host) = &mut self.host {
-            let decay = (1.0 - self.lr * self.weight_decay) as f32;
-            let (b1, b2) = (BETA1 as f32, BETA2 as f32);
-            let step_size = (self.lr / bias1) as f32;
-            let bias2_sqrt = bias2.sqrt() as f32;
-            let scale = scale as f32;
-            for (p, (m, v)) in self.params.iter().zip(host.iter_mut()) {
-                let Some(g) = grads.get(p) else { continue };
+        if self.host.is_some() {
+            let coefs = self.host_coefficients(scale as f32);
+            for i in 0..self.params.len() {
+                let Some(g) = grads.get(&self.params[i]) else {
+                    continue;
+                };
                 let g = g.flatten_all()?.to_vec1::<f32>()?;
-                let mut w = p.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-                // PyTorch's AdamW: decay, moments, bias-corrected step, in one pass.
-                for (((w, g), m), v) in w.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                    let g = g * scale;
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *w = *w * decay - step_size * *m / ((*v).sqrt() / bias2_sqrt + EPS as f32);
-                }
-                p.set(&Tensor::from_vec(w, p.shape(), p.device())?)?;
+                self.host_update(i, &g, &coefs)?;
             }
             return Ok(norm);
         }
@@ -129,6 +155,49 @@ impl AdamW {
             p.set(&(next - (delta * self.lr)?)?)?;
         }
         Ok(norm)
+    }
+
+    /// One update from gradients already on the host, one vector per parameter in order (the
+    /// BRC CPU fast path); the same rule, clipping and weight decay as [`AdamW::step`]. Returns
+    /// the gradient norm before clipping.
+    pub(crate) fn step_host(&mut self, grads: &[Vec<f32>], clip: f64) -> Result<f32> {
+        if self.host.is_none() || grads.len() != self.params.len() {
+            return Err(crate::AgentError::Batch(
+                "host gradients need CPU parameters, one vector each".into(),
+            ));
+        }
+        let norm = grads.iter().map(|g| sum_squares(g)).sum::<f64>().sqrt() as f32;
+        let scale = if clip > 0.0 && f64::from(norm) > clip {
+            clip / (f64::from(norm) + 1e-6)
+        } else {
+            1.0
+        };
+        self.step += 1;
+        let coefs = self.host_coefficients(scale as f32);
+        for (i, g) in grads.iter().enumerate() {
+            self.host_update(i, g, &coefs)?;
+        }
+        Ok(norm)
+    }
+
+    /// This step's constants of the fused host loop (call after incrementing `step`).
+    fn host_coefficients(&self, scale: f32) -> HostCoefficients {
+        let t = self.step as i32;
+        HostCoefficients {
+            decay: (1.0 - self.lr * self.weight_decay) as f32,
+            step_size: (self.lr / (1.0 - BETA1.powi(t))) as f32,
+            bias2_sqrt: (1.0 - BETA2.powi(t)).sqrt() as f32,
+            scale,
+        }
+    }
+
+    /// PyTorch's AdamW for parameter `i` in one pass over its values, in place: decay,
+    /// moments, bias-corrected step.
+    fn host_update(&mut self, i: usize, g: &[f32], c: &HostCoefficients) -> Result<()> {
+        let host = self.host.as_mut().expect("host moments on the CPU");
+        let (m, v) = &mut host[i];
+        brc_nn::params::update_host(&self.params[i], |w| adam_host(w, g, m, v, c))?;
+        Ok(())
     }
 
     /// Moments as named tensors (`<prefix>m.<i>`, `<prefix>v.<i>`) and the step count.

@@ -37,8 +37,10 @@
 #![warn(missing_docs)]
 
 pub mod bronet;
+pub mod bronet_cpu;
 pub mod device;
 pub mod init;
+pub mod kernels;
 pub mod layers;
 pub mod mlp;
 pub mod ops;
@@ -46,6 +48,7 @@ pub mod params;
 pub mod pth;
 
 pub use bronet::{BroNet, BroNetConfig};
+pub use bronet_cpu::{BroNetCpu, HostGradients};
 pub use candle_core::{DType, Device, Tensor, Var};
 pub use device::select_device;
 pub use mlp::{QMlp, SharedQMlp};

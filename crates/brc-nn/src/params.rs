@@ -169,10 +169,39 @@ impl ParamStore {
             if src.id() == v.id() {
                 continue;
             }
+            // On the CPU: one in-place pass instead of three tensor ops and a copy (the same
+            // f32 arithmetic, so the same bits).
+            let (guard, layout) = src.storage_and_layout();
+            if let Some(s) = host_slice(&guard, layout) {
+                let (keep, take) = ((1.0 - tau) as f32, tau as f32);
+                update_host(v, |w| {
+                    for (w, s) in w.iter_mut().zip(s) {
+                        *w = *w * keep + s * take;
+                    }
+                })?;
+                continue;
+            }
+            drop(guard);
             let mixed = ((v.as_tensor() * (1.0 - tau))? + (src.as_tensor() * tau)?)?;
             v.set(&mixed)?;
         }
         Ok(())
+    }
+
+    /// Runs `f` on every variable's values as host slices, in construction order, without
+    /// copying them. `None` when the variables are not contiguous `f32` on the CPU (a GPU
+    /// store), so callers fall back to tensor ops.
+    pub fn with_host_slices<R>(&self, f: impl FnOnce(&[&[f32]]) -> R) -> Option<R> {
+        let guards: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(_, v)| v.storage_and_layout())
+            .collect();
+        let mut slices = Vec::with_capacity(guards.len());
+        for (guard, layout) in &guards {
+            slices.push(host_slice(guard, layout)?);
+        }
+        Some(f(&slices))
     }
 
     /// An independent copy: same names, shapes and values, fresh storage.
@@ -228,6 +257,53 @@ impl ParamStore {
         for (name, v) in &self.entries {
             v.set(&map[name].to_dtype(DType::F32)?)?;
         }
+        Ok(())
+    }
+}
+
+/// A contiguous `f32` CPU storage's values, `None` for anything else.
+fn host_slice<'a>(
+    storage: &'a candle_core::Storage,
+    layout: &candle_core::Layout,
+) -> Option<&'a [f32]> {
+    let candle_core::Storage::Cpu(cpu) = storage else {
+        return None;
+    };
+    let data = cpu.as_slice::<f32>().ok()?;
+    let (start, end) = layout.contiguous_offsets()?;
+    Some(&data[start..end])
+}
+
+/// Rewrites `var` in place on the host: `f` gets its values as a mutable slice (no
+/// allocation, no copy). Fails on a variable that is not contiguous `f32` on the CPU.
+pub fn update_host(var: &Var, f: impl FnMut(&mut [f32])) -> Result<()> {
+    var.as_tensor()
+        .inplace_op1(&HostUpdate(std::cell::RefCell::new(f)))?;
+    Ok(())
+}
+
+/// An in-place host rewrite of one variable's storage (see [`update_host`]).
+struct HostUpdate<F>(std::cell::RefCell<F>);
+
+impl<F: FnMut(&mut [f32])> candle_core::InplaceOp1 for HostUpdate<F> {
+    fn name(&self) -> &'static str {
+        "host-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let candle_core::CpuStorage::F32(data) = storage else {
+            return Err(candle_core::Error::Msg(
+                "host update: not an f32 variable".into(),
+            ));
+        };
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("host update: not contiguous".into()))?;
+        (self.0.borrow_mut())(&mut data[start..end]);
         Ok(())
     }
 }
