@@ -576,10 +576,12 @@ class Brc:
 
     def __init__(self, exploration, seed, optimizer_impl, lr=3e-4, weight_decay=1e-4,
                  grad_clip=10.0, v_min=-100.0, v_max=300.0, num_atoms=51, reward_scale=1.0,
-                 min_replay=64, target_update_episodes=10):
+                 min_replay=64, target_update_episodes=10, target_tau=0.0):
         torch.manual_seed(seed)
         self.online = BroNet(atoms=num_atoms)
-        assert num_params(self.online) == PARAMS_BRONET, num_params(self.online)
+        if num_atoms == 51:
+            assert num_params(self.online) == PARAMS_BRONET, num_params(self.online)
+        self.target_tau = target_tau
         self.target = copy.deepcopy(self.online)
         self.params = list(self.online.parameters())
         self.optimizer = make_optimizer(torch.optim.AdamW, self.params, optimizer_impl, lr=lr,
@@ -639,17 +641,28 @@ class Brc:
         loss.backward()
         norm = grad_norm_and_clip(self.params, self.grad_clip)
         self.optimizer.step()
+        if self.target_tau > 0.0:
+            # Polyak target (brc_tuned): one fused lerp over all parameters.
+            with torch.no_grad():
+                torch._foreach_lerp_(list(self.target.parameters()), self.params, self.target_tau)
         mean_q = (log_p.detach().exp() * self.atoms).sum(-1).mean().item() / self.reward_scale
         return loss.item(), float(norm), mean_q
 
     def end_episode(self, task):
         self.exploration.end_episode()
         self.episodes += 1
-        if self.episodes % self.target_update_episodes == 0:
+        if self.target_tau == 0.0 and self.episodes % self.target_update_episodes == 0:
             self.target.load_state_dict(self.online.state_dict())
 
 
-AGENTS = {"independent_dqn": IndependentDqn, "shared_dqn": SharedDqn, "brc": Brc}
+def BrcTuned(exploration, seed, optimizer_impl):
+    """configs/brc_tuned.toml: 101 atoms on ±20, rewards × 0.03, Polyak target τ = 0.005."""
+    return Brc(exploration, seed, optimizer_impl, v_min=-20.0, v_max=20.0, num_atoms=101,
+               reward_scale=0.03, target_tau=0.005)
+
+
+AGENTS = {"independent_dqn": IndependentDqn, "shared_dqn": SharedDqn, "brc": Brc,
+          "brc_tuned": BrcTuned}
 
 
 def self_check():
@@ -689,7 +702,7 @@ TRAIN_EXPLORATION = Exploration(1.0, 0.01, 0.995)  # TrainingSection defaults
 
 def bench_agent(name, size, buffer, rng, optimizer_impl, two_threads):
     agent = AGENTS[name](NO_EXPLORATION, 0, optimizer_impl)
-    updates = size.brc_updates if name == "brc" else 10 * size.brc_updates
+    updates = size.brc_updates if name.startswith("brc") else 10 * size.brc_updates
     source = agent.replay_source(0)
 
     def update_once():
@@ -808,11 +821,11 @@ def run_bench(size, sections, optimizer_impl, progress):
 
         report["replay_sample_us"] = repeat(size, sample_once)
     agents, e2e = {}, {}
-    for name in ("independent_dqn", "shared_dqn", "brc"):
+    for name in ("independent_dqn", "shared_dqn", "brc", "brc_tuned"):
         if "agents" in sections:
             progress(f"{name}: update and act")
             agents[name] = bench_agent(name, size, buffer, rng, optimizer_impl, name == "brc")
-        if "e2e" in sections:
+        if "e2e" in sections and name != "brc_tuned":
             progress(f"{name}: training slice")
             e2e[name] = e2e_slice(name, size, optimizer_impl)
     if agents:

@@ -32,8 +32,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "one thread; median [min, max] of {} repetitions",
-        size.repetitions
+        "one thread; median [min, max] of {} repetitions; {} ({} matrix kernels)",
+        size.repetitions, report.cpu.model, report.cpu.matmul_kernel
     );
     println!(
         "env, random actions     {} steps/s",
@@ -48,18 +48,24 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         fmt(&report.replay_sample_us)
     );
     println!(
-        "{:<16} {:>10} {:>28} {:>22} {:>26}",
-        "agent", "params", "update µs (batch 64)", "act µs (batch 1)", "training steps/s"
+        "{:<20} {:>10} {:>5} {:>28} {:>8} {:>22} {:>26}",
+        "agent", "params", "rows", "update µs", "GFLOP/s", "act µs (batch 1)", "training steps/s"
     );
     for (kind, a) in &report.agents {
-        let e = &report.e2e[kind];
+        let e2e = report
+            .e2e
+            .get(kind)
+            .map_or("–".into(), |e| fmt(&e.steps_per_s));
+        let gflops = a.gflop_per_s.map_or("–".into(), |g| format!("{g:.1}"));
         println!(
-            "{:<16} {:>10} {:>28} {:>22} {:>26}",
+            "{:<20} {:>10} {:>5} {:>28} {:>8} {:>22} {:>26}",
             kind,
             a.parameters,
+            a.rows,
             fmt(&a.update_us),
+            gflops,
             fmt(&a.act_us),
-            fmt(&e.steps_per_s)
+            e2e
         );
     }
     Ok(ExitCode::SUCCESS)

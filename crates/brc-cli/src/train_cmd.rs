@@ -30,6 +30,10 @@ pub struct TrainArgs {
     /// How many of the `--seeds` runs train at once (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     jobs: Option<u64>,
+    /// Compute threads of each run (matrix products of the update); one per run by default,
+    /// so that `--seeds` runs use the other cores.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    threads: u64,
     /// Override a config value, e.g. `--set training.episodes_per_task=100` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -113,7 +117,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             &config,
             &MultiProgress::with_draw_target(draw_target(args.quiet)),
         );
-        let summary = train(&config, &opts, &mut progress)?;
+        let summary = with_threads(args.threads, || {
+            train(&config, &opts, &mut progress).map_err(anyhow::Error::from)
+        })?;
         return report(&[summary], &config, args.json);
     }
     let config_path = args
@@ -162,8 +168,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             force: args.force,
             resume: false,
         };
-        let summary = train(config, &opts, &mut progress)
-            .with_context(|| format!("run {}", dir.display()))?;
+        let summary = with_threads(args.threads, || {
+            train(config, &opts, &mut progress).map_err(anyhow::Error::from)
+        })
+        .with_context(|| format!("run {}", dir.display()))?;
         progress.bar.finish();
         Ok(summary)
     };
@@ -181,6 +189,19 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     };
 
     report(&summaries, &config, args.json)
+}
+
+/// Runs `f` on its own compute pool of `threads` threads: the agent's matrix products use the
+/// pool it is built in, and a run must not borrow the threads of the pool that runs `--seeds`.
+fn with_threads<T>(threads: u64, f: impl FnOnce() -> Result<T> + Send) -> Result<T>
+where
+    T: Send,
+{
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads as usize)
+        .build()
+        .context("cannot start the compute threads")?
+        .install(f)
 }
 
 fn draw_target(quiet: bool) -> ProgressDrawTarget {

@@ -639,11 +639,13 @@ mod tests {
         cpu.forward(&net, &[0.0; 16], &[0, 1]).unwrap();
         let mut grads = vec![Vec::new()];
         assert!(
-            cpu.backward(&net, &[0.0; 60], std::slice::from_ref(&(0..3)), &mut grads).is_err(),
+            cpu.backward(&net, &[0.0; 60], std::slice::from_ref(&(0..3)), &mut grads)
+                .is_err(),
             "more rows than forwarded"
         );
         assert!(
-            cpu.backward(&net, &[0.0; 20], std::slice::from_ref(&(1..2)), &mut grads).is_err(),
+            cpu.backward(&net, &[0.0; 20], std::slice::from_ref(&(1..2)), &mut grads)
+                .is_err(),
             "not from row 0"
         );
         let post_ln = BroNetConfig {

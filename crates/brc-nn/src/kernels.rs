@@ -185,12 +185,18 @@ pub(crate) fn layer_norm(
         .zip(rstd.iter_mut())
     {
         let n = dim as f32;
-        let mean = lane_sum(row.iter().copied()) / n;
-        let var = lane_sum(row.iter().map(|v| (v - mean) * (v - mean))) / n;
+        let mean = lane_sum(row, |v| v) / n;
+        let var = lane_sum(row, |v| (v - mean) * (v - mean)) / n;
         *r = 1.0 / (var + eps).sqrt();
-        for i in 0..dim {
-            xh[i] = (row[i] - mean) * *r;
-            y[i] = xh[i] * gamma[i] + beta[i];
+        let r = *r;
+        for (((xh, y), x), (g, b)) in xh
+            .iter_mut()
+            .zip(y.iter_mut())
+            .zip(row)
+            .zip(gamma.iter().zip(beta))
+        {
+            *xh = (x - mean) * r;
+            *y = *xh * g + b;
         }
     }
 }
@@ -217,34 +223,50 @@ pub(crate) fn layer_norm_backward(
         .zip(rstd)
         .zip(dx.chunks_exact_mut(dim))
     {
+        // dγ, dβ and the two row means in one pass, the means over 8 lanes.
         let (mut sum_dxhat, mut sum_dxhat_xhat) = ([0f32; 8], [0f32; 8]);
-        for i in 0..dim {
-            let dxhat = dyr[i] * gamma[i];
-            sum_dxhat[i % 8] += dxhat;
-            sum_dxhat_xhat[i % 8] += dxhat * xh[i];
-            dgamma[i] += dyr[i] * xh[i];
-            dbeta[i] += dyr[i];
+        for ((((dy, xh), g), dg), db) in dyr
+            .chunks(8)
+            .zip(xh.chunks(8))
+            .zip(gamma.chunks(8))
+            .zip(dgamma.chunks_mut(8))
+            .zip(dbeta.chunks_mut(8))
+        {
+            for l in 0..dy.len() {
+                let dxhat = dy[l] * g[l];
+                sum_dxhat[l] += dxhat;
+                sum_dxhat_xhat[l] += dxhat * xh[l];
+                dg[l] += dy[l] * xh[l];
+                db[l] += dy[l];
+            }
         }
         let mean_dxhat = sum_dxhat.iter().sum::<f32>() / n;
         let mean_dxhat_xhat = sum_dxhat_xhat.iter().sum::<f32>() / n;
-        for i in 0..dim {
-            let v = r * (dyr[i] * gamma[i] - mean_dxhat - xh[i] * mean_dxhat_xhat);
-            if accumulate {
-                dxr[i] += v;
-            } else {
-                dxr[i] = v;
-            }
+        let dx_of =
+            |(dy, xh, g): (&f32, &f32, &f32)| r * (dy * g - mean_dxhat - xh * mean_dxhat_xhat);
+        let terms = dyr.iter().zip(xh).zip(gamma).map(|((a, b), c)| (a, b, c));
+        if accumulate {
+            dxr.iter_mut().zip(terms).for_each(|(d, t)| *d += dx_of(t));
+        } else {
+            dxr.iter_mut().zip(terms).for_each(|(d, t)| *d = dx_of(t));
         }
     }
 }
 
-/// A sum over 8 independent lanes: a plain `sum()` is one serial chain of float additions
-/// that the compiler may not reorder.
+/// A sum over 8 independent lanes (element `i` into lane `i % 8`, lanes added in order): a
+/// plain `sum()` is one serial chain of float additions that the compiler may not reorder.
 #[inline(always)]
-fn lane_sum(values: impl Iterator<Item = f32>) -> f32 {
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0f32; 8];
-    for (i, v) in values.enumerate() {
-        lanes[i % 8] += v;
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += f(*v);
+        }
+    }
+    for (l, v) in lanes.iter_mut().zip(rest) {
+        *l += f(*v);
     }
     lanes.iter().sum()
 }

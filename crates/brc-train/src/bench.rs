@@ -78,12 +78,47 @@ impl BenchSize {
 /// Per-agent figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentBench {
-    /// One update at batch 64, µs.
+    /// One update, µs: batch 64, or `rows` for the balanced and per-task cases.
     pub update_us: Measure,
     /// One batch-1 greedy action, µs.
     pub act_us: Measure,
     /// Trainable parameters.
     pub parameters: usize,
+    /// Rows of the measured update's batch.
+    pub rows: usize,
+    /// BRC: floating-point operations of one update (forward on s and s′ with the online
+    /// network, s′ with the target, backward ≈ two forwards) and the rate the median reaches,
+    /// GFLOP/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflop_per_s: Option<f64>,
+}
+
+/// The CPU and the matrix-product kernel the measurements ran on.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuInfo {
+    /// `model name` from /proc/cpuinfo (or "unknown").
+    pub model: String,
+    /// The `gemm` kernel family in use ([`brc_nn::kernels::matmul_kernel`]).
+    pub matmul_kernel: String,
+}
+
+impl CpuInfo {
+    /// This machine.
+    pub fn detect() -> Self {
+        let model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Self {
+            model,
+            matmul_kernel: brc_nn::kernels::matmul_kernel().into(),
+        }
+    }
 }
 
 /// Env figures.
@@ -107,6 +142,8 @@ pub struct E2eBench {
 /// Everything `brc bench` measures.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// Where it was measured.
+    pub cpu: CpuInfo,
     /// Env throughput.
     pub env: EnvBench,
     /// Sampling a batch of 64 from a full 100,000-slot buffer, µs.
@@ -171,18 +208,78 @@ fn filled_buffer() -> ReplayBuffer {
     buffer
 }
 
-fn configs() -> [(&'static str, AgentConfig); 3] {
-    [
+/// What one agent measurement updates on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum UpdateKind {
+    /// `update` on 64 rows from the agent's replay source.
+    Plain,
+    /// `update` on 3 × 64 rows, 64 from each task (balanced sampling, one mean loss).
+    Balanced,
+    /// `task_gradients` on 3 × 64 rows: the three task losses' separate gradients.
+    TaskGradients,
+}
+
+/// The tuned BRC of configs/brc_tuned.toml (101 atoms on ±20, scaled rewards, Polyak target).
+fn brc_tuned() -> BrcConfig {
+    BrcConfig {
+        num_atoms: 101,
+        v_min: -20.0,
+        v_max: 20.0,
+        reward_scale: 0.03,
+        target_tau: 0.005,
+        ..BrcConfig::default()
+    }
+}
+
+/// The measured agents: name, config, what an update is, whether to run a training slice.
+fn cases() -> Vec<(&'static str, AgentConfig, UpdateKind, bool)> {
+    use UpdateKind::*;
+    let brc = || AgentConfig::Brc(BrcConfig::default());
+    vec![
         (
             "independent_dqn",
             AgentConfig::IndependentDqn(IndependentDqnConfig::default()),
+            Plain,
+            true,
         ),
         (
             "shared_dqn",
             AgentConfig::SharedDqn(SharedDqnConfig::default()),
+            Plain,
+            true,
         ),
-        ("brc", AgentConfig::Brc(BrcConfig::default())),
+        ("brc", brc(), Plain, true),
+        ("brc_tuned", AgentConfig::Brc(brc_tuned()), Plain, false),
+        ("brc_balanced", brc(), Balanced, false),
+        ("brc_task_gradients", brc(), TaskGradients, false),
     ]
+}
+
+/// Floating-point operations of one BroNet update on `rows` rows: forward passes on s and s′
+/// (online) and s′ (target), and a backward pass (≈ two forwards) on s: 10 × rows × MACs.
+fn brc_update_flops(config: &BrcConfig, rows: usize) -> f64 {
+    let (h, d_in) = (config.hidden_dim, 8 + config.embedding_dim);
+    let out = NUM_ACTIONS * config.num_atoms;
+    let macs = d_in * h + config.num_blocks * 2 * h * h + h * out;
+    10.0 * (rows * macs) as f64
+}
+
+/// Fills `batch` with 64 transitions from each task in turn.
+fn balanced_batch(buffer: &ReplayBuffer, rng: &mut Pcg32, batch: &mut Batch, parts: &mut [Batch]) {
+    for (t, part) in parts.iter_mut().enumerate() {
+        buffer
+            .sample_task(rng, part, 64, t)
+            .expect("every task has transitions");
+    }
+    *batch = Batch::with_capacity(64 * parts.len());
+    for p in parts.iter() {
+        batch.obs.extend_from_slice(&p.obs);
+        batch.actions.extend_from_slice(&p.actions);
+        batch.rewards.extend_from_slice(&p.rewards);
+        batch.next_obs.extend_from_slice(&p.next_obs);
+        batch.terminated.extend_from_slice(&p.terminated);
+        batch.tasks.extend_from_slice(&p.tasks);
+    }
 }
 
 /// Runs every measurement (single-threaded; the caller sets candle's thread count).
@@ -220,25 +317,38 @@ pub fn run_bench(size: &BenchSize) -> Result<BenchReport, TrainError> {
     };
     let mut agents = BTreeMap::new();
     let mut e2e = BTreeMap::new();
-    for (name, config) in configs() {
+    let mut parts = vec![Batch::with_capacity(64); 3];
+    for (name, config, kind, slice) in cases() {
         let mut agent = build_agent(&config, &ctx)?;
-        let updates = if name == "brc" {
-            size.brc_updates
-        } else {
-            10 * size.brc_updates
+        let updates = match &config {
+            AgentConfig::Brc(_) => size.brc_updates,
+            _ => 10 * size.brc_updates,
         };
         let mut failure = None;
         let update_us = repeat(size, || {
             let start = Instant::now();
             for _ in 0..updates {
-                let sampled = match agent.replay_source(0) {
-                    ReplaySource::Uniform => buffer.sample_uniform(&mut rng, &mut batch, 64),
-                    ReplaySource::Task(t) => buffer.sample_task(&mut rng, &mut batch, 64, t),
+                let sampled = match (kind, agent.replay_source(0)) {
+                    (UpdateKind::Plain, ReplaySource::Uniform) => {
+                        buffer.sample_uniform(&mut rng, &mut batch, 64)
+                    }
+                    (UpdateKind::Plain, ReplaySource::Task(t)) => {
+                        buffer.sample_task(&mut rng, &mut batch, 64, t)
+                    }
+                    _ => {
+                        balanced_batch(&buffer, &mut rng, &mut batch, &mut parts);
+                        Ok(())
+                    }
                 };
-                if let Err(e) = sampled
+                let result = sampled.map_err(TrainError::from).and_then(|_| {
+                    if kind == UpdateKind::TaskGradients {
+                        agent.task_gradients(&parts).map(|_| ())
+                    } else {
+                        agent.update(&batch).map(|_| ())
+                    }
                     .map_err(TrainError::from)
-                    .and_then(|_| agent.update(&batch).map(|_| ()).map_err(TrainError::from))
-                {
+                });
+                if let Err(e) = result {
                     failure.get_or_insert(e);
                 }
             }
@@ -257,17 +367,29 @@ pub fn run_bench(size: &BenchSize) -> Result<BenchReport, TrainError> {
         if let Some(e) = failure {
             return Err(e);
         }
+        let rows = if kind == UpdateKind::Plain { 64 } else { 192 };
+        let gflop_per_s = match (&config, kind) {
+            (AgentConfig::Brc(c), UpdateKind::Plain | UpdateKind::Balanced) => {
+                Some(brc_update_flops(c, rows) / update_us.median / 1e3)
+            }
+            _ => None,
+        };
         agents.insert(
             name.to_string(),
             AgentBench {
                 update_us,
                 act_us,
                 parameters: agent.num_params(),
+                rows,
+                gflop_per_s,
             },
         );
-        e2e.insert(name.to_string(), e2e_slice(name, size)?);
+        if slice {
+            e2e.insert(name.to_string(), e2e_slice(name, size)?);
+        }
     }
     Ok(BenchReport {
+        cpu: CpuInfo::detect(),
         env,
         replay_sample_us,
         agents,
