@@ -511,9 +511,11 @@ fn published_weights_reproduce_their_final_evaluation() {
         let evals = std::fs::read_to_string(published.join("evals.jsonl")).unwrap();
         let last: serde_json::Value = serde_json::from_str(evals.lines().last().unwrap()).unwrap();
         assert_eq!(last["is_final"], true);
-        // Bit-exact on the machine that trained them. Another CPU may round a matrix product
-        // differently and, rarely, flip a near-tied greedy action; a wrong or perturbed agent
-        // would match none of the nine.
+        // The logged returns came from candle's graph with gemm's AVX2 kernels; this build
+        // evaluates BRC on the CPU fast path (brc_nn::BroNetCpu) with the default `avx512`
+        // kernels where the CPU has them, Shared DQN on candle's graph. Either rounds a matrix
+        // product a little differently and may, rarely, flip a near-tied greedy action; a wrong
+        // or perturbed agent would match none of the nine.
         let (mut same, mut all) = (0, 0);
         for task in now["episodes"].as_array().unwrap() {
             let name = task["task"].as_str().unwrap();

@@ -43,6 +43,7 @@ pub mod init;
 pub mod kernels;
 pub mod layers;
 pub mod mlp;
+pub mod mlp_cpu;
 pub mod ops;
 pub mod params;
 pub mod pth;
@@ -52,6 +53,7 @@ pub use bronet_cpu::{BroNetCpu, HostGradients};
 pub use candle_core::{DType, Device, Tensor, Var};
 pub use device::select_device;
 pub use mlp::{QMlp, SharedQMlp};
+pub use mlp_cpu::MlpCpu;
 pub use params::ParamStore;
 
 use std::path::PathBuf;
