@@ -319,7 +319,8 @@ impl Brc {
         }
         let logits = online.forward(&self.online, obs, tasks)?;
         let next_target = target.forward(&self.target, &obs[total * OBS_DIM..], &tasks[total..])?;
-        let n = self.support.n;
+        // Atoms per action as the network has them (1 for the scalar ablation).
+        let n = self.online.config().num_atoms;
         let width = NUM_ACTIONS * n;
         dlogits.clear();
         dlogits.resize(total * width, 0.0);
@@ -437,7 +438,7 @@ impl Agent for Brc {
             let mut cpu = cell.borrow_mut();
             let logits = cpu.act.forward(&self.online, obs, &[task as u32])?;
             let inv_scale = (1.0 / self.config.reward_scale) as f32;
-            let n = self.support.n;
+            let n = self.online.config().num_atoms;
             let atoms = self.support.atoms();
             let mut q = [0.0f32; NUM_ACTIONS];
             let mut log_p = vec![0.0f32; n];
@@ -632,9 +633,9 @@ mod cpu_path_tests {
             target_tau: 0.005,
             ..BrcConfig::default()
         };
+        // num_atoms stays 51: the scalar network has one output per action regardless.
         let scalar = BrcConfig {
             categorical: false,
-            num_atoms: 1,
             ..BrcConfig::default()
         };
         vec![BrcConfig::default(), tuned, scalar]
