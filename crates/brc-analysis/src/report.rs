@@ -225,6 +225,7 @@ fn final_bars(method: &Method, tasks: &[String], color: usize, label: &str) -> B
     BarSeries {
         label: label.into(),
         color,
+        hatched: method.predecessor,
         values,
     }
 }
@@ -607,6 +608,7 @@ pub fn compare(
             Some(ScatterPoint {
                 label: m.name.clone(),
                 color: i,
+                hollow: m.predecessor,
                 x: m.parameters()? as f64,
                 y: r.average.mean,
                 y_lower: r.average.lower,
@@ -641,6 +643,7 @@ pub fn compare(
                 .map(|(i, mc)| BarSeries {
                     label: mc.method.clone(),
                     color: i,
+                    hatched: methods[i].predecessor,
                     values: tasks
                         .iter()
                         .map(|t| {
