@@ -241,7 +241,13 @@ fn intervals_size(c: &IntervalChart) -> (u32, u32) {
     let rows = c.rows.len().max(1) as u32;
     let w = 2 * MARGIN + interval_label_area(c) + INTERVAL_PLOT_W;
     let h = 2 * MARGIN + caption_h(&c.title) + x_label_area(&c.x_label) + rows * INTERVAL_ROW_H;
-    fit_texts((w, h.max(200)), &c.title, &c.x_label, "", x_label_area(&c.x_label))
+    fit_texts(
+        (w, h.max(200)),
+        &c.title,
+        &c.x_label,
+        "",
+        x_label_area(&c.x_label),
+    )
 }
 
 /// The size a panel needs for its content.

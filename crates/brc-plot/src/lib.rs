@@ -318,7 +318,12 @@ impl Rect {
     pub(crate) fn around(points: impl IntoIterator<Item = (i32, i32)>) -> Option<Rect> {
         points.into_iter().fold(None, |r, (x, y)| {
             Some(match r {
-                None => Rect { x0: x, y0: y, x1: x, y1: y },
+                None => Rect {
+                    x0: x,
+                    y0: y,
+                    x1: x,
+                    y1: y,
+                },
                 Some(r) => Rect {
                     x0: r.x0.min(x),
                     y0: r.y0.min(y),

@@ -156,7 +156,10 @@ fn draw_legend<DB: DrawingBackend>(root: &Area<DB>, g: &Geometry) -> Result<(), 
                         dashed_sample(root, (x0, x1), y, (7, 4), c.stroke_width(2))?
                     }
                     LineStyle::Faint => root
-                        .draw(&PathElement::new([(x0, y), (x1, y)], c.mix(0.4).stroke_width(2)))
+                        .draw(&PathElement::new(
+                            [(x0, y), (x1, y)],
+                            c.mix(0.4).stroke_width(2),
+                        ))
                         .map_err(draw_err)?,
                     LineStyle::Solid | LineStyle::Markers => {
                         let width = if style == LineStyle::Solid { 2 } else { 1 };
@@ -221,7 +224,10 @@ fn draw_bar_rect<DB: DrawingBackend>(
 ) -> Result<(), PlotError> {
     if !hatched {
         return area
-            .draw(&Rectangle::new([(r.x0, r.y0), (r.x1, r.y1)], color.filled()))
+            .draw(&Rectangle::new(
+                [(r.x0, r.y0), (r.x1, r.y1)],
+                color.filled(),
+            ))
             .map_err(draw_err);
     }
     area.draw(&Rectangle::new(
@@ -293,7 +299,12 @@ fn record<DB, X, Y>(
 }
 
 /// A chart's pixel rectangle in `area`'s own coordinates, from data coordinates.
-fn local<DB, X, Y>(area: &Area<DB>, chart: &Chart<'_, DB, X, Y>, a: (f64, f64), b: (f64, f64)) -> Rect
+fn local<DB, X, Y>(
+    area: &Area<DB>,
+    chart: &Chart<'_, DB, X, Y>,
+    a: (f64, f64),
+    b: (f64, f64),
+) -> Rect
 where
     DB: DrawingBackend,
     X: Ranged<ValueType = f64>,
@@ -594,7 +605,10 @@ where
             };
             record(marks, &chart, poly.iter().copied(), 0);
             chart
-                .draw_series(std::iter::once(Polygon::new(poly, color.mix(alpha).filled())))
+                .draw_series(std::iter::once(Polygon::new(
+                    poly,
+                    color.mix(alpha).filled(),
+                )))
                 .map_err(draw_err)?;
         }
     }
@@ -766,12 +780,7 @@ fn draw_bar_panel<DB: DrawingBackend>(
                     ));
                 }
                 chart.draw_series(errs).map_err(draw_err)?;
-                record(
-                    marks,
-                    &chart,
-                    [(xc - cap, v.lower), (xc + cap, v.upper)],
-                    1,
-                );
+                record(marks, &chart, [(xc - cap, v.lower), (xc + cap, v.upper)], 1);
             }
         }
     }
@@ -796,7 +805,6 @@ pub(crate) fn heat_rgb(v: f64) -> [u8; 3] {
     let c = heat_color(v);
     [c.0, c.1, c.2]
 }
-
 
 fn category_label(labels: &[String], v: f64) -> String {
     let i = v.round();
@@ -861,7 +869,12 @@ fn draw_heatmap_panel<DB: DrawingBackend>(
                 [(fx - 0.5, fy - 0.5), (fx + 0.5, fy + 0.5)],
                 heat_color(v).filled(),
             ));
-            record(marks, &chart, [(fx - 0.5, fy - 0.5), (fx + 0.5, fy + 0.5)], 0);
+            record(
+                marks,
+                &chart,
+                [(fx - 0.5, fy - 0.5), (fx + 0.5, fy + 0.5)],
+                0,
+            );
             // White text on the saturated ends, dark text near the white middle.
             let color: &'static RGBColor = if (v - 0.5).abs() > 0.35 {
                 &WHITE

@@ -199,7 +199,10 @@ fn line_chart_is_drawn_with_series_colours() {
     let (w, h) = image_size(&fig);
     // One panel, the title strip and a one-line legend strip below.
     assert_eq!(w, PANEL_WIDTH);
-    assert!(h > PANEL_HEIGHT + TITLE_HEIGHT && h < PANEL_HEIGHT + TITLE_HEIGHT + 60, "{h}");
+    assert!(
+        h > PANEL_HEIGHT + TITLE_HEIGHT && h < PANEL_HEIGHT + TITLE_HEIGHT + 60,
+        "{h}"
+    );
     for color in [0, 1, 2] {
         assert!(count(&pixels, rgb(color)) > 20, "colour {color} missing");
     }
@@ -283,7 +286,10 @@ fn grid_layout_and_size() {
     // The legend strip (SAC, PPO, solved) is the same whatever the grid.
     let legend = image_size(&fig).1 - 2 * PANEL_HEIGHT;
     assert!(legend > 20 && legend < 60, "{legend}");
-    assert_eq!(image_size(&fig), (2 * PANEL_WIDTH, 2 * PANEL_HEIGHT + legend));
+    assert_eq!(
+        image_size(&fig),
+        (2 * PANEL_WIDTH, 2 * PANEL_HEIGHT + legend)
+    );
     fig.columns = 0;
     assert_eq!(image_size(&fig), (PANEL_WIDTH, 3 * PANEL_HEIGHT + legend));
     fig.columns = 10;
@@ -602,7 +608,10 @@ fn twenty_method_figures() -> Vec<Figure> {
                     let pts: Vec<(f64, f64)> = (0..60)
                         .map(|t| {
                             let x = f64::from(t) * 1e4;
-                            (x, -150.0 + (300.0 + 5.0 * i as f64) * (1.0 - (-x / 2e5).exp()))
+                            (
+                                x,
+                                -150.0 + (300.0 + 5.0 * i as f64) * (1.0 - (-x / 2e5).exp()),
+                            )
                         })
                         .collect();
                     Series {
@@ -659,7 +668,13 @@ fn twenty_method_figures() -> Vec<Figure> {
         values: (0..20)
             .map(|i| {
                 (0..20)
-                    .map(|j| if i == j { f64::NAN } else { (i + j) as f64 / 40.0 })
+                    .map(|j| {
+                        if i == j {
+                            f64::NAN
+                        } else {
+                            (i + j) as f64 / 40.0
+                        }
+                    })
                     .collect()
             })
             .collect(),
@@ -738,7 +753,12 @@ fn no_legend_entry_covers_a_data_mark() {
     for fig in twenty_method_figures() {
         let l = layout(&fig).unwrap();
         assert_eq!(l.size, image_size(&fig), "{}", fig.title);
-        assert!(l.marks.len() >= 20, "{}: {} marks", fig.title, l.marks.len());
+        assert!(
+            l.marks.len() >= 20,
+            "{}: {} marks",
+            fig.title,
+            l.marks.len()
+        );
         let (w, h) = l.size;
         for (label, entry) in &l.legend {
             assert!(
@@ -807,7 +827,11 @@ fn text_is_never_small_and_labels_are_whole() {
     for fig in &figs[1..4] {
         let [_, svg] = save_figure(fig, &dir.path().join("whole")).unwrap();
         let svg = std::fs::read_to_string(svg).unwrap();
-        assert!(svg.contains(">\nmethod_19 (predecessor)\n<"), "{}", fig.title);
+        assert!(
+            svg.contains(">\nmethod_19 (predecessor)\n<"),
+            "{}",
+            fig.title
+        );
     }
     let [_, svg] = save_figure(&figs[1], &dir.path().join("bars")).unwrap();
     let svg = std::fs::read_to_string(svg).unwrap();
@@ -851,7 +875,10 @@ fn other_projects_rows_are_drawn_differently() {
     let filled = count(&save_and_check(&fig(&b)), rgb(1));
     b.series[1].hatched = true;
     let hatched = count(&save_and_check(&fig(&b)), rgb(1));
-    assert!(hatched > 100 && hatched * 2 < filled, "{hatched} vs {filled}");
+    assert!(
+        hatched > 100 && hatched * 2 < filled,
+        "{hatched} vs {filled}"
+    );
     // A dashed curve leaves gaps: fewer pixels of its colour than the solid one.
     let mut c = learning_curves();
     c.series.retain(|s| s.style == LineStyle::Solid);
