@@ -656,6 +656,15 @@ fn compare_report(
 
     write_learning_curves(&mut o, methods, &tasks, &groups, opts)?;
 
+    // Methods of the same size (BRC variants) would hide each other: their points are
+    // spread 2% of the size apart around it.
+    let dodge = |i: usize, p: usize| {
+        let same: Vec<usize> = (0..methods.len())
+            .filter(|&j| methods[j].parameters() == Some(p))
+            .collect();
+        let k = same.iter().position(|&j| j == i).unwrap_or(0) as f64;
+        p as f64 * (1.0 + 0.02 * (k - (same.len() as f64 - 1.0) / 2.0))
+    };
     let points = methods
         .iter()
         .zip(&rows)
@@ -665,7 +674,7 @@ fn compare_report(
                 label: m.name.clone(),
                 color: i,
                 hollow: m.predecessor,
-                x: m.parameters()? as f64,
+                x: dodge(i, m.parameters()?),
                 y: r.average.mean,
                 y_lower: r.average.lower,
                 y_upper: r.average.upper,
@@ -676,12 +685,13 @@ fn compare_report(
         "parameter_efficiency",
         "Parameter efficiency",
         Figure {
-            title: "Average final return against parameters (mean and 95% CI over seeds)".into(),
+            title: "Average final return against parameters (mean and 95% CI over seeds; equal sizes spread apart)".into(),
             panels: vec![Panel::Scatter(ScatterChart {
                 title: String::new(),
-                x_label: "trainable parameters (log scale)".into(),
+                // Linear: the sizes compared span one decade, where a log axis has one tick.
+                x_label: "trainable parameters".into(),
                 y_label: "average final return".into(),
-                log_x: true,
+                log_x: false,
                 points,
                 hlines: solved_line(),
             })],
@@ -723,6 +733,8 @@ fn compare_report(
                         })
                         .collect(),
                 })
+                // A method that never gets there has no bars, so no legend entry either.
+                .filter(|s: &BarSeries| s.values.iter().any(|v| v.value.is_finite()))
                 .collect();
             Panel::Bars(BarChart {
                 title: format!("trailing-{WINDOW} mean ≥ {threshold}"),

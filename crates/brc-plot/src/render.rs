@@ -270,9 +270,11 @@ fn draw_point<DB: DrawingBackend>(
     hollow: bool,
 ) -> Result<(), PlotError> {
     if hollow {
-        area.draw(&Circle::new(at, 5, WHITE.filled()))
+        // A coloured disc with a white centre: plotters' stroked circles are uneven at
+        // this size.
+        area.draw(&Circle::new(at, 6, color.filled()))
             .map_err(draw_err)?;
-        area.draw(&Circle::new(at, 5, color.stroke_width(2)))
+        area.draw(&Circle::new(at, 3, WHITE.filled()))
             .map_err(draw_err)
     } else {
         area.draw(&Circle::new(at, 5, color.filled()))
