@@ -539,7 +539,7 @@ fn write_efficiency(o: &mut Output, methods: &[MethodCrossings]) -> Result<(), R
     o.table("sample_efficiency.md", &md)?;
     o.table("sample_efficiency.csv", &efficiency_csv(methods))?;
     o.text(&format!(
-        "## Sample efficiency\n\nFirst episode at which the trailing {WINDOW}-episode mean of a task's training returns reaches each threshold, with the run's actual cumulative env steps and updates (all tasks) at that episode.\n"
+        "### Threshold crossings\n\nFirst episode at which the trailing {WINDOW}-episode mean of a task's training returns reaches each threshold, with the run's actual cumulative env steps and updates (all tasks) at that episode.\n"
     ));
     o.text(&md);
     Ok(())
@@ -837,12 +837,6 @@ fn write_aggregates(
         .zip(refs)
         .map(|(t, r)| format!("{t} {:.1}", r.random))
         .collect();
-    o.text("## Aggregate scores (rliable)\n");
-    o.text(&format!(
-        "Final returns normalised per task, `(R − random) / (200 − random)`: 0 is the mean return of uniformly random actions on that task ({}), 1 is the solved return 200. IQM, median, mean and optimality gap (mean shortfall below 1) over all runs × tasks of a method, with 95% stratified-bootstrap intervals ({} resamples of runs within each task; Agarwal et al. 2021). A method with one run has no interval.\n",
-        refs_text.join(", "),
-        opts.resamples
-    ));
     o.figure(
         "aggregates",
         "Aggregate scores",
@@ -863,6 +857,11 @@ fn write_aggregates(
             columns: 4,
         },
     )?;
+    o.text(&format!(
+        "rliable-style aggregates of the final returns normalised per task, `(R − random) / (200 − random)`: 0 is the mean return of uniformly random actions on that task ({}), 1 is the solved return 200. IQM, median, mean and optimality gap (mean shortfall below 1) over all runs × tasks of a method, with 95% stratified-bootstrap intervals ({} resamples of runs within each task; Agarwal et al. 2021). A method with one run has no interval.\n",
+        refs_text.join(", "),
+        opts.resamples
+    ));
     o.text(&md);
 
     // Performance profiles over the range the scores span.
@@ -908,9 +907,6 @@ fn write_aggregates(
             })
         })
         .collect();
-    o.text(&format!(
-        "Performance profiles: the fraction of a method's run × task normalised scores above each threshold τ, with 95% stratified-bootstrap bands ({resamples} resamples); one panel per method group.\n"
-    ));
     o.figure(
         "performance_profiles",
         "Performance profiles",
@@ -921,6 +917,9 @@ fn write_aggregates(
             columns: groups.len().min(2),
         },
     )?;
+    o.text(&format!(
+        "Performance profiles: the fraction of a method's run × task normalised scores above each threshold τ, with 95% stratified-bootstrap bands ({resamples} resamples); one panel per method group.\n"
+    ));
     Ok(())
 }
 
