@@ -14,25 +14,27 @@ use crate::{
 pub(crate) const TICK_PX: f64 = MIN_TEXT_PX;
 pub(crate) const LEGEND_PX: f64 = MIN_TEXT_PX;
 pub(crate) const CELL_PX: f64 = MIN_TEXT_PX;
-pub(crate) const DESC_PX: f64 = 14.0;
-pub(crate) const CAPTION_PX: f64 = 16.0;
+pub(crate) const DESC_PX: f64 = 15.0;
+pub(crate) const CAPTION_PX: f64 = 17.0;
 pub(crate) const TITLE_PX: f64 = 20.0;
 
 /// Space around each panel's chart, in pixels.
 pub(crate) const MARGIN: u32 = 12;
 /// Height plotters gives a panel caption (text plus its gap).
 const CAPTION_H: u32 = 30;
-/// Width of the y tick labels (up to "-1.5M" at 12 px) plus the tick marks.
-const Y_TICKS_W: u32 = 45;
+/// Width of the y tick labels (up to "-1.5M" at 14 px) plus the tick marks.
+const Y_TICKS_W: u32 = 50;
 /// Height of the x tick labels plus the tick marks.
-const X_TICKS_H: u32 = 25;
+pub(crate) const X_TICKS_H: u32 = 28;
 /// Extra room an axis description takes beside its tick labels.
-const DESC_H: u32 = 20;
+const DESC_H: u32 = 22;
+/// Line height of wrapped category labels.
+pub(crate) const LINE_H: u32 = 17;
 
 /// Legend geometry: sample width, gap to the text, row height and padding.
 pub(crate) const SAMPLE_W: i32 = 30;
 const SAMPLE_GAP: i32 = 6;
-const LEGEND_ROW_H: i32 = 20;
+const LEGEND_ROW_H: i32 = 22;
 const LEGEND_COL_GAP: i32 = 18;
 const LEGEND_PAD: i32 = 10;
 
@@ -40,9 +42,9 @@ const LEGEND_PAD: i32 = 10;
 const MIN_BAR_W: f64 = 10.0;
 /// Fraction of a category's slot the bars of a group fill (the rest separates groups).
 pub(crate) const BAR_GROUP: f64 = 0.8;
-const MIN_CELL_W: u32 = 44;
-pub(crate) const CELL_H: u32 = 26;
-pub(crate) const INTERVAL_ROW_H: u32 = 24;
+const MIN_CELL_W: u32 = 48;
+pub(crate) const CELL_H: u32 = 28;
+pub(crate) const INTERVAL_ROW_H: u32 = 26;
 const INTERVAL_PLOT_W: u32 = 230;
 
 /// How a legend entry's sample is drawn.
@@ -184,7 +186,7 @@ pub(crate) fn bar_label_lines(c: &BarChart, slot: f64) -> usize {
 fn bars_size(c: &BarChart) -> (u32, u32) {
     let n = c.categories.len().max(1) as f64;
     let slot = bar_slot(c);
-    let x_area = 10 + 15 * bar_label_lines(c, slot) as u32;
+    let x_area = 10 + LINE_H * bar_label_lines(c, slot) as u32;
     let w = 2 * MARGIN + y_label_area(&c.y_label) + (n * slot).ceil() as u32 + 10;
     fit_texts(
         (w.max(PANEL_WIDTH), PANEL_HEIGHT),

@@ -26,7 +26,7 @@ mod render;
 #[cfg(test)]
 mod tests;
 
-/// Smallest width in pixels of a panel. 560×400 keeps tick labels legible at 12 px while two
+/// Smallest width in pixels of a panel. 560×400 keeps tick labels legible at 14 px while two
 /// panels side by side still fit an A4 page or a laptop screen without scaling; a panel grows
 /// beyond it when its content needs the room (many bars, long row labels, a long axis text).
 pub const PANEL_WIDTH: u32 = 560;
@@ -35,9 +35,11 @@ pub const PANEL_HEIGHT: u32 = 400;
 /// Height in pixels of the strip above the panels holding the figure title; only present
 /// when the title is non-empty.
 pub const TITLE_HEIGHT: u32 = 40;
-/// The smallest text size used anywhere, in pixels at the PNG's size (ab_glyph scale:
-/// ascender to descender). Tick labels, legend entries and heatmap numbers use it.
-pub const MIN_TEXT_PX: f64 = 12.0;
+/// The smallest text size used anywhere, in pixels at the PNG's size (ab_glyph's scale,
+/// ascender to descender, ≈ 1.12 em in the embedded font). Tick labels, legend entries and
+/// heatmap numbers use it. 14 keeps even the SVG's font-size, which plotters writes as
+/// size / 1.24, above 11 px.
+pub const MIN_TEXT_PX: f64 = 14.0;
 
 /// The qualitative palette, indexed by `color % PALETTE.len()`: 20 colours so that a
 /// comparison of 20 methods gives every method its own colour.

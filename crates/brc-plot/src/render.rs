@@ -446,7 +446,7 @@ fn builder<'a, 'b, DB: DrawingBackend>(
     b
 }
 
-/// Light horizontal/vertical grid, dark axes and 12 px tick labels in compact notation.
+/// Light horizontal/vertical grid, dark axes and tick labels in compact notation.
 fn configure_mesh<DB, X, Y>(
     chart: &mut Chart<'_, DB, X, Y>,
     x_desc: &str,
@@ -728,7 +728,7 @@ fn draw_bar_panel<DB: DrawingBackend>(
     }
 
     let slot_min = layout::bar_slot(c);
-    let x_area = 10 + 15 * layout::bar_label_lines(c, slot_min) as u32;
+    let x_area = 10 + layout::LINE_H * layout::bar_label_lines(c, slot_min) as u32;
     let x = CategoryAxis { n, reversed: false };
     let mut chart = builder(area, &c.title, x_area, layout::y_label_area(&c.y_label))
         .build_cartesian_2d(x, y.clone())
@@ -748,7 +748,7 @@ fn draw_bar_panel<DB: DrawingBackend>(
         {
             area.draw(&Text::new(
                 text,
-                (px - bx, py - by + 8 + 15 * k as i32),
+                (px - bx, py - by + 8 + layout::LINE_H as i32 * k as i32),
                 font(TICK_PX).pos(Pos::new(HPos::Center, VPos::Top)),
             ))
             .map_err(draw_err)?;
@@ -842,7 +842,7 @@ fn draw_heatmap_panel<DB: DrawingBackend>(
         n: rows,
         reversed: true,
     };
-    let mut chart = builder(area, &c.title, 25, y_area)
+    let mut chart = builder(area, &c.title, layout::X_TICKS_H, y_area)
         .build_cartesian_2d(x, y)
         .map_err(draw_err)?;
     let x_fmt = |v: &f64| category_label(&c.col_labels, *v);
