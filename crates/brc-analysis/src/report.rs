@@ -104,6 +104,9 @@ fn write_atomic(path: &Path, contents: &str) -> Result<(), ReportError> {
     Ok(())
 }
 
+/// The files a report wrote, and its figures by file stem.
+type Written = (Vec<PathBuf>, Vec<(String, Figure)>);
+
 /// What a report wrote.
 struct Output {
     dir: PathBuf,
@@ -149,8 +152,7 @@ impl Output {
     }
 
     /// Writes `report.md`; returns every file written and the figures.
-    #[allow(clippy::type_complexity)]
-    fn finish(mut self) -> Result<(Vec<PathBuf>, Vec<(String, Figure)>), ReportError> {
+    fn finish(mut self) -> Result<Written, ReportError> {
         let path = self.dir.join("report.md");
         write_atomic(&path, &self.markdown)?;
         self.files.push(path);
@@ -564,7 +566,7 @@ fn compare_report(
     methods: &[Method],
     out: &Path,
     opts: &ReportOptions,
-) -> Result<(Vec<PathBuf>, Vec<(String, Figure)>), ReportError> {
+) -> Result<Written, ReportError> {
     if methods.is_empty() {
         return Err(ReportError::Empty("nothing to compare".into()));
     }

@@ -565,14 +565,16 @@ fn visions(c: (u8, u8, u8)) -> [[f64; 3]; 4] {
 fn the_palette_has_twenty_colours_apart_in_normal_and_colour_blind_vision() {
     assert!(PALETTE.len() >= 20);
     let seen: Vec<[[f64; 3]; 4]> = PALETTE.iter().map(|&c| visions(c)).collect();
-    for i in 0..PALETTE.len() {
+    for (i, a) in seen.iter().enumerate() {
         // Visible on white and not near-black text: 28 ≤ L* ≤ 78 under normal vision.
-        let l = seen[i][0][0];
+        let l = a[0][0];
         assert!((27.0..=79.0).contains(&l), "colour {i}: L* {l:.1}");
-        for j in 0..i {
-            for v in 0..4 {
-                let d = (0..3)
-                    .map(|k| (seen[i][v][k] - seen[j][v][k]).powi(2))
+        for (j, b) in seen[..i].iter().enumerate() {
+            for (v, (x, y)) in a.iter().zip(b).enumerate() {
+                let d = x
+                    .iter()
+                    .zip(y)
+                    .map(|(p, q)| (p - q).powi(2))
                     .sum::<f64>()
                     .sqrt();
                 assert!(d >= 15.0, "colours {j} and {i} in vision {v}: ΔE {d:.1}");
