@@ -898,3 +898,14 @@ fn other_projects_rows_are_drawn_differently() {
     let dashed = count(&save_and_check(&line(&c)), rgb(1));
     assert!(dashed > 50 && dashed < solid, "{dashed} vs {solid}");
 }
+
+#[test]
+fn twenty_bar_series_show_twenty_palette_colours() {
+    let figs = twenty_method_figures();
+    let pixels = save_and_check(&figs[1]);
+    for c in 0..20 {
+        // Filled bars cover thousands of pixels; hatched ones their outline and hatching.
+        let n = count(&pixels, rgb(c));
+        assert!(n > 200, "colour {c}: {n} pixels");
+    }
+}
