@@ -13,7 +13,7 @@ use brc_plot::{
 
 use crate::aggregates::{
     aggregate, aggregates_markdown, performance_profile, reference, taus, Aggregate,
-    PROFILE_RESAMPLES,
+    PROFILE_RESAMPLES, SOLVED,
 };
 use crate::curves::{episode_series, mean_band, smoothed, task_returns, BandPoint, Point, XAxis};
 use crate::efficiency::{crossings, THRESHOLDS, WINDOW};
@@ -82,9 +82,6 @@ impl Default for ReportOptions {
         }
     }
 }
-
-/// The "solved" return of LunarLander.
-const SOLVED: f64 = 200.0;
 
 fn solved_line() -> Vec<(f64, String)> {
     vec![(SOLVED, "solved (200)".into())]
