@@ -1,7 +1,7 @@
-//! Curves over training: per-task return series placed at cumulative env steps, moving
-//! averages, and the mean with a 95% band across seeds.
+//! Curves over training: per-task return series placed at cumulative env steps (or training
+//! episodes), moving averages, and the mean with a 95% band across seeds.
 
-use crate::runs::Run;
+use crate::runs::{Episode, Run};
 use crate::stats::mean_ci95;
 
 /// A point on a curve: x (usually cumulative env steps) and a value.
@@ -26,24 +26,61 @@ pub fn moving_average(values: &[f64], window: usize) -> Vec<f64> {
     out
 }
 
-/// One task's training returns as `(cumulative env steps after the episode, return)`;
-/// empty when the run did not log env steps.
-pub fn task_returns(run: &Run, task: &str) -> Vec<Point> {
+/// What the x axis of a training curve counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum XAxis {
+    /// Cumulative env steps over all tasks (compares methods at equal experience).
+    #[default]
+    EnvSteps,
+    /// Training episodes over all tasks (the predecessor's independent logs have only these).
+    Episodes,
+}
+
+impl XAxis {
+    /// The axis description.
+    pub fn label(self) -> &'static str {
+        match self {
+            XAxis::EnvSteps => "env steps",
+            XAxis::Episodes => "training episodes (all tasks)",
+        }
+    }
+
+    /// Where an episode ends on this axis; `None` when the run did not log env steps.
+    pub fn of(self, e: &Episode) -> Option<f64> {
+        match self {
+            XAxis::EnvSteps => e.env_steps.map(|s| s as f64),
+            XAxis::Episodes => Some((e.episode + 1) as f64),
+        }
+    }
+
+    /// Where "after `after` training episodes" (evaluations, conflict measurements) lies.
+    pub fn after(self, run: &Run, after: usize) -> Option<f64> {
+        match self {
+            XAxis::EnvSteps => steps_after_episodes(run, after),
+            XAxis::Episodes => Some(after as f64),
+        }
+    }
+}
+
+/// One task's training returns as `(x after the episode, return)`; empty on the env-step
+/// axis when the run did not log env steps.
+pub fn task_returns(run: &Run, task: &str, axis: XAxis) -> Vec<Point> {
     run.episodes
         .iter()
         .filter(|e| e.task == task)
-        .filter_map(|e| Some((e.env_steps? as f64, e.episode_return)))
+        .filter_map(|e| Some((axis.of(e)?, e.episode_return)))
         .collect()
 }
 
-/// A per-episode quantity over all tasks, `(env steps, value)`, for episodes that logged it.
+/// A per-episode quantity over all tasks, `(x, value)`, for episodes that logged it.
 pub fn episode_series(
     run: &Run,
-    value: impl Fn(&crate::runs::Episode) -> Option<f64>,
+    axis: XAxis,
+    value: impl Fn(&Episode) -> Option<f64>,
 ) -> Vec<Point> {
     run.episodes
         .iter()
-        .filter_map(|e| Some((e.env_steps? as f64, value(e)?)))
+        .filter_map(|e| Some((axis.of(e)?, value(e)?)))
         .filter(|(_, v)| v.is_finite())
         .collect()
 }

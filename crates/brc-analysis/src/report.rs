@@ -7,18 +7,21 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use brc_plot::{
-    save_figure, BarChart, BarSeries, BarValue, Figure, Heatmap, LineChart, LineStyle, Panel,
-    ScatterChart, ScatterPoint, Series,
+    save_figure, BarChart, BarSeries, BarValue, Figure, Heatmap, IntervalChart, IntervalRow,
+    LineChart, LineStyle, Panel, ScatterChart, ScatterPoint, Series,
 };
 
-use crate::curves::{
-    episode_series, mean_band, smoothed, steps_after_episodes, task_returns, BandPoint, Point,
+use crate::aggregates::{
+    aggregate, aggregates_markdown, performance_profile, reference, taus, Aggregate,
+    PROFILE_RESAMPLES, SOLVED,
 };
+use crate::curves::{episode_series, mean_band, smoothed, task_returns, BandPoint, Point, XAxis};
 use crate::efficiency::{crossings, THRESHOLDS, WINDOW};
+use crate::groups::{groups_by_name, groups_from_specs, slug, Group, GroupError, GroupSpec};
 use crate::methods::Method;
 use crate::results::{
     efficiency_csv, efficiency_markdown, improvement_matrix, method_result, results_csv,
-    results_markdown, MethodCrossings, MethodResult,
+    results_markdown, Estimate, MethodCrossings, MethodResult,
 };
 use crate::stability::{method_stability, stability_markdown};
 use crate::stats::mean_ci95;
@@ -40,6 +43,9 @@ pub enum ReportError {
     /// Nothing to report.
     #[error("{0}")]
     Empty(String),
+    /// The method groups name a method the comparison lacks.
+    #[error(transparent)]
+    Groups(#[from] GroupError),
 }
 
 /// Report settings.
@@ -56,6 +62,11 @@ pub struct ReportOptions {
     /// The evaluation report the runs' final evaluations were read from (see
     /// [`crate::methods::load_methods`]), named in the report; `None`: their logs.
     pub final_evaluation: Option<String>,
+    /// What the training curves' x axis counts.
+    pub x_axis: XAxis,
+    /// Which methods share a curve figure (`brc compare --group FILE`); `None`: by run name
+    /// (see [`crate::groups::groups_by_name`]).
+    pub groups: Option<Vec<GroupSpec>>,
 }
 
 impl Default for ReportOptions {
@@ -66,12 +77,11 @@ impl Default for ReportOptions {
             bootstrap_seed: 0,
             curve_points: 200,
             final_evaluation: None,
+            x_axis: XAxis::EnvSteps,
+            groups: None,
         }
     }
 }
-
-/// The "solved" return of LunarLander.
-const SOLVED: f64 = 200.0;
 
 fn solved_line() -> Vec<(f64, String)> {
     vec![(SOLVED, "solved (200)".into())]
@@ -91,11 +101,16 @@ fn write_atomic(path: &Path, contents: &str) -> Result<(), ReportError> {
     Ok(())
 }
 
+/// The files a report wrote, and its figures by file stem.
+type Written = (Vec<PathBuf>, Vec<(String, Figure)>);
+
 /// What a report wrote.
 struct Output {
     dir: PathBuf,
     files: Vec<PathBuf>,
     markdown: String,
+    /// The figures saved, by file stem (kept for the tests to inspect).
+    figures: Vec<(String, Figure)>,
 }
 
 impl Output {
@@ -108,6 +123,7 @@ impl Output {
             dir: dir.to_path_buf(),
             files: Vec::new(),
             markdown: format!("# {title}\n\n"),
+            figures: Vec::new(),
         })
     }
 
@@ -116,6 +132,7 @@ impl Output {
         self.files.extend(paths);
         self.markdown
             .push_str(&format!("## {caption}\n\n![{caption}]({name}.png)\n\n"));
+        self.figures.push((name.to_string(), figure));
         Ok(())
     }
 
@@ -131,11 +148,12 @@ impl Output {
         self.markdown.push('\n');
     }
 
-    fn finish(mut self) -> Result<Vec<PathBuf>, ReportError> {
+    /// Writes `report.md`; returns every file written and the figures.
+    fn finish(mut self) -> Result<Written, ReportError> {
         let path = self.dir.join("report.md");
         write_atomic(&path, &self.markdown)?;
         self.files.push(path);
-        Ok(self.files)
+        Ok((self.files, self.figures))
     }
 }
 
@@ -153,10 +171,16 @@ fn band_series(label: &str, color: usize, band: &[BandPoint]) -> Series {
     }
 }
 
-fn line(title: &str, y_label: &str, series: Vec<Series>, hlines: Vec<(f64, String)>) -> Panel {
+fn line(
+    title: &str,
+    x_axis: XAxis,
+    y_label: &str,
+    series: Vec<Series>,
+    hlines: Vec<(f64, String)>,
+) -> Panel {
     Panel::Line(LineChart {
         title: title.into(),
-        x_label: "env steps".into(),
+        x_label: x_axis.label().into(),
         y_label: y_label.into(),
         series,
         hlines,
@@ -184,7 +208,7 @@ fn seed_band(
 
 /// Evaluation history of one task (or the task average with `None`) across seeds: grouped by
 /// the episode count they ran after, x = mean env steps over the seeds that reached it.
-fn eval_band(method: &Method, task: Option<&str>) -> Vec<BandPoint> {
+fn eval_band(method: &Method, task: Option<&str>, axis: XAxis) -> Vec<BandPoint> {
     let mut at: BTreeMap<usize, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
     for run in &method.runs {
         for e in &run.evaluations {
@@ -193,10 +217,11 @@ fn eval_band(method: &Method, task: Option<&str>) -> Vec<BandPoint> {
                 None => (!e.mean_return.is_empty())
                     .then(|| e.mean_return.values().sum::<f64>() / e.mean_return.len() as f64),
             };
-            let x = e
-                .env_steps
-                .map(|s| s as f64)
-                .or_else(|| steps_after_episodes(run, e.after_episode));
+            let x = match axis {
+                XAxis::EnvSteps => e.env_steps.map(|s| s as f64),
+                XAxis::Episodes => None,
+            }
+            .or_else(|| axis.after(run, e.after_episode));
             if let (Some(v), Some(x)) = (value, x) {
                 let slot = at.entry(e.after_episode).or_default();
                 slot.0.push(x);
@@ -215,6 +240,16 @@ fn eval_band(method: &Method, task: Option<&str>) -> Vec<BandPoint> {
         .collect()
 }
 
+/// How a method's curves are drawn: the predecessor's dashed, so ours and theirs differ at a
+/// glance whatever the colours.
+fn curve_style(method: &Method) -> LineStyle {
+    if method.predecessor {
+        LineStyle::Dashed
+    } else {
+        LineStyle::Solid
+    }
+}
+
 fn final_bars(method: &Method, tasks: &[String], color: usize, label: &str) -> BarSeries {
     let scores = crate::results::final_scores(method, tasks);
     let mut values: Vec<BarValue> = (0..tasks.len())
@@ -225,6 +260,7 @@ fn final_bars(method: &Method, tasks: &[String], color: usize, label: &str) -> B
     BarSeries {
         label: label.into(),
         color,
+        hatched: method.predecessor,
         values,
     }
 }
@@ -265,6 +301,7 @@ pub fn analyze(
 ) -> Result<Vec<PathBuf>, ReportError> {
     let tasks = method.tasks().to_vec();
     let single = method.runs.len() == 1;
+    let axis = opts.x_axis;
     let mut o = Output::new(out, &format!("{} — training analysis", method.name))?;
     o.text(&seeds_note(method));
     o.text("");
@@ -275,7 +312,7 @@ pub fn analyze(
         .map(|task| {
             let mut series = Vec::new();
             if single {
-                let raw = task_returns(&method.runs[0], task);
+                let raw = task_returns(&method.runs[0], task, axis);
                 series.push(Series {
                     label: "episode return".into(),
                     color: 7,
@@ -285,14 +322,14 @@ pub fn analyze(
                 });
             }
             let ma = seed_band(method, opts.curve_points, |r| {
-                smoothed(&task_returns(r, task), opts.smoothing)
+                smoothed(&task_returns(r, task, axis), opts.smoothing)
             });
             series.push(band_series(
                 &format!("moving average ({} episodes)", opts.smoothing),
                 0,
                 &ma,
             ));
-            let evals = eval_band(method, Some(task));
+            let evals = eval_band(method, Some(task), axis);
             series.push(Series {
                 label: "greedy evaluation".into(),
                 color: 1,
@@ -300,7 +337,7 @@ pub fn analyze(
                 band: Vec::new(),
                 style: LineStyle::Markers,
             });
-            line(task, "return", series, solved_line())
+            line(task, axis, "return", series, solved_line())
         })
         .collect();
     o.figure(
@@ -319,16 +356,18 @@ pub fn analyze(
         .map(|t| {
             line(
                 t,
+                axis,
                 "mean greedy return",
-                vec![band_series("", 0, &eval_band(method, Some(t)))],
+                vec![band_series("", 0, &eval_band(method, Some(t), axis))],
                 solved_line(),
             )
         })
         .collect();
     panels.push(line(
         "average over tasks",
+        axis,
         "mean greedy return",
-        vec![band_series("", 2, &eval_band(method, None))],
+        vec![band_series("", 2, &eval_band(method, None, axis))],
         solved_line(),
     ));
     o.figure(
@@ -354,9 +393,15 @@ pub fn analyze(
         .enumerate()
         .map(|(i, (name, get))| {
             let band = seed_band(method, opts.curve_points, |r| {
-                smoothed(&episode_series(r, get), opts.smoothing)
+                smoothed(&episode_series(r, axis, get), opts.smoothing)
             });
-            line(name, name, vec![band_series("", i, &band)], Vec::new())
+            line(
+                name,
+                axis,
+                name,
+                vec![band_series("", i, &band)],
+                Vec::new(),
+            )
         })
         .collect();
     o.figure(
@@ -385,7 +430,7 @@ pub fn analyze(
                 .iter()
                 .filter_map(|c| {
                     let map = if norms { &c.norms } else { &c.cosines };
-                    Some((steps_after_episodes(r, c.after_episode)?, *map.get(key)?))
+                    Some((axis.after(r, c.after_episode)?, *map.get(key)?))
                 })
                 .collect()
         })
@@ -406,9 +451,10 @@ pub fn analyze(
         Figure {
             title: format!("{}: per-task gradients on fixed probe batches", method.name),
             panels: vec![
-                line("per-task gradient norm", "norm", norms, Vec::new()),
+                line("per-task gradient norm", axis, "norm", norms, Vec::new()),
                 line(
                     "pairwise cosine similarity",
+                    axis,
                     "cosine",
                     cosines,
                     vec![(0.0, String::new())],
@@ -444,11 +490,14 @@ pub fn analyze(
         .iter()
         .map(|t| {
             let band = seed_band(method, opts.curve_points, |r| {
-                smoothed(&task_returns(r, t), WINDOW)
+                smoothed(&task_returns(r, t, axis), WINDOW)
             });
-            let hlines = THRESHOLDS.iter().map(|&x| (x, format!("{x}"))).collect();
+            // Unlabelled: four grey lines would be four identical legend entries; the
+            // figure title names them.
+            let hlines = THRESHOLDS.iter().map(|&x| (x, String::new())).collect();
             line(
                 t,
+                axis,
                 &format!("trailing {WINDOW}-episode mean"),
                 vec![band_series("", 0, &band)],
                 hlines,
@@ -460,15 +509,16 @@ pub fn analyze(
         "Sample efficiency",
         Figure {
             title: format!(
-                "{}: trailing {WINDOW}-episode training mean per task",
-                method.name
+                "{}: trailing {WINDOW}-episode training mean per task (dashed: {})",
+                method.name,
+                THRESHOLDS.map(|t| t.to_string()).join(", ")
             ),
             panels: trailing,
             columns: tasks.len().min(3),
         },
     )?;
     write_efficiency(&mut o, &[method_crossings(method)])?;
-    o.finish()
+    Ok(o.finish()?.0)
 }
 
 fn write_results(o: &mut Output, rows: &[MethodResult]) -> Result<(), ReportError> {
@@ -488,7 +538,7 @@ fn write_efficiency(o: &mut Output, methods: &[MethodCrossings]) -> Result<(), R
     o.table("sample_efficiency.md", &md)?;
     o.table("sample_efficiency.csv", &efficiency_csv(methods))?;
     o.text(&format!(
-        "## Sample efficiency\n\nFirst episode at which the trailing {WINDOW}-episode mean of a task's training returns reaches each threshold, with the run's actual cumulative env steps and updates (all tasks) at that episode.\n"
+        "### Threshold crossings\n\nFirst episode at which the trailing {WINDOW}-episode mean of a task's training returns reaches each threshold, with the run's actual cumulative env steps and updates (all tasks) at that episode.\n"
     ));
     o.text(&md);
     Ok(())
@@ -500,6 +550,20 @@ pub fn compare(
     out: &Path,
     opts: &ReportOptions,
 ) -> Result<Vec<PathBuf>, ReportError> {
+    Ok(compare_report(methods, out, opts)?.0)
+}
+
+/// How the report tells methods apart, said once at its top.
+fn style_note() -> &'static str {
+    "Each method keeps one colour in every figure of this report; the earlier Python project's rows (\"(predecessor)\") are drawn dashed (curves), hatched (bars) or hollow (points)."
+}
+
+/// [`compare`], also returning the figures drawn (for the tests).
+fn compare_report(
+    methods: &[Method],
+    out: &Path,
+    opts: &ReportOptions,
+) -> Result<Written, ReportError> {
     if methods.is_empty() {
         return Err(ReportError::Empty("nothing to compare".into()));
     }
@@ -509,6 +573,10 @@ pub fn compare(
             .iter()
             .flat_map(|m| m.tasks().iter().map(String::as_str)),
     );
+    let groups = match &opts.groups {
+        Some(specs) => groups_from_specs(methods, specs)?,
+        None => groups_by_name(methods),
+    };
     let mut o = Output::new(out, "Method comparison")?;
     let ours = match &opts.final_evaluation {
         Some(report) => format!("our runs; final evaluation from each run's `{report}`"),
@@ -527,12 +595,30 @@ pub fn compare(
         .collect();
     o.text(&lines.join("\n"));
     o.text("");
+    o.text(style_note());
+    o.text("");
 
     let rows: Vec<MethodResult> = methods
         .iter()
         .map(|m| method_result(m, &tasks, opts.resamples, opts.bootstrap_seed))
         .collect();
     write_results(&mut o, &rows)?;
+
+    let refs: Option<Vec<_>> = tasks.iter().map(|t| reference(t)).collect();
+    match refs {
+        Some(refs) => write_aggregates(&mut o, methods, &tasks, &refs, &groups, opts)?,
+        None => {
+            let unknown: Vec<&str> = tasks
+                .iter()
+                .filter(|t| reference(t).is_none())
+                .map(String::as_str)
+                .collect();
+            o.text(&format!(
+                "No aggregate scores: no random-policy reference return for task(s) {} to normalise by.\n",
+                unknown.join(", ")
+            ));
+        }
+    }
 
     let late = stability_markdown(
         &methods
@@ -567,38 +653,17 @@ pub fn compare(
         },
     )?;
 
-    let panels = tasks
-        .iter()
-        .map(|t| {
-            let series = methods
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    let band = seed_band(m, opts.curve_points, |r| {
-                        smoothed(&task_returns(r, t), opts.smoothing)
-                    });
-                    band_series(&m.name, i, &band)
-                })
-                .collect();
-            line(
-                t,
-                &format!("return ({}-episode moving average)", opts.smoothing),
-                series,
-                solved_line(),
-            )
-        })
-        .collect();
-    o.figure(
-        "learning_curves",
-        "Learning curves",
-        Figure {
-            title: "Training returns: mean and 95% CI over seeds".into(),
-            panels,
-            columns: tasks.len().min(3),
-        },
-    )?;
-    o.text("Methods without per-episode env steps in their logs (the predecessor's independent runs) have no learning curve on the env-step axis.\n");
+    write_learning_curves(&mut o, methods, &tasks, &groups, opts)?;
 
+    // Methods of the same size (BRC variants) would hide each other: their points are
+    // spread 2% of the size apart around it.
+    let dodge = |i: usize, p: usize| {
+        let same: Vec<usize> = (0..methods.len())
+            .filter(|&j| methods[j].parameters() == Some(p))
+            .collect();
+        let k = same.iter().position(|&j| j == i).unwrap_or(0) as f64;
+        p as f64 * (1.0 + 0.02 * (k - (same.len() as f64 - 1.0) / 2.0))
+    };
     let points = methods
         .iter()
         .zip(&rows)
@@ -607,7 +672,8 @@ pub fn compare(
             Some(ScatterPoint {
                 label: m.name.clone(),
                 color: i,
-                x: m.parameters()? as f64,
+                hollow: m.predecessor,
+                x: dodge(i, m.parameters()?),
                 y: r.average.mean,
                 y_lower: r.average.lower,
                 y_upper: r.average.upper,
@@ -618,12 +684,13 @@ pub fn compare(
         "parameter_efficiency",
         "Parameter efficiency",
         Figure {
-            title: "Average final return against parameters".into(),
+            title: "Average final return against parameters (mean and 95% CI over seeds; equal sizes spread apart)".into(),
             panels: vec![Panel::Scatter(ScatterChart {
                 title: String::new(),
-                x_label: "trainable parameters (log scale)".into(),
+                // Linear: the sizes compared span one decade, where a log axis has one tick.
+                x_label: "trainable parameters".into(),
                 y_label: "average final return".into(),
-                log_x: true,
+                log_x: false,
                 points,
                 hlines: solved_line(),
             })],
@@ -641,6 +708,7 @@ pub fn compare(
                 .map(|(i, mc)| BarSeries {
                     label: mc.method.clone(),
                     color: i,
+                    hatched: methods[i].predecessor,
                     values: tasks
                         .iter()
                         .map(|t| {
@@ -664,10 +732,12 @@ pub fn compare(
                         })
                         .collect(),
                 })
+                // A method that never gets there has no bars, so no legend entry either.
+                .filter(|s: &BarSeries| s.values.iter().any(|v| v.value.is_finite()))
                 .collect();
             Panel::Bars(BarChart {
                 title: format!("trailing-{WINDOW} mean ≥ {threshold}"),
-                y_label: "env steps (mean; bars: min–max over seeds that reached it)".into(),
+                y_label: "env steps (mean over seeds)".into(),
                 categories: tasks.clone(),
                 series,
                 hlines: Vec::new(),
@@ -678,7 +748,7 @@ pub fn compare(
         "sample_efficiency",
         "Sample efficiency",
         Figure {
-            title: "Env steps until the trailing training mean reaches each threshold (missing bar: never)".into(),
+            title: "Env steps until the trailing training mean reaches each threshold (error bars: min–max over the seeds that did; no bar: none did)".into(),
             panels,
             columns: 2,
         },
@@ -707,6 +777,216 @@ pub fn compare(
         },
     )?;
     o.finish()
+}
+
+/// One interval row per method, in its colour (hollow for the predecessor's).
+fn interval_rows(
+    methods: &[Method],
+    aggs: &[Aggregate],
+    stat: impl Fn(&Aggregate) -> Estimate,
+) -> Vec<IntervalRow> {
+    methods
+        .iter()
+        .zip(aggs)
+        .enumerate()
+        .map(|(i, (m, a))| {
+            let e = stat(a);
+            IntervalRow {
+                label: m.name.clone(),
+                color: i,
+                hollow: m.predecessor,
+                value: e.mean,
+                lower: e.lower,
+                upper: e.upper,
+            }
+        })
+        .collect()
+}
+
+/// The rliable aggregates (IQM, median, mean, optimality gap with intervals) and the
+/// performance profiles, one panel per group.
+fn write_aggregates(
+    o: &mut Output,
+    methods: &[Method],
+    tasks: &[String],
+    refs: &[crate::aggregates::TaskReference],
+    groups: &[Group],
+    opts: &ReportOptions,
+) -> Result<(), ReportError> {
+    let aggs: Vec<Aggregate> = methods
+        .iter()
+        .map(|m| aggregate(m, tasks, refs, opts.resamples, opts.bootstrap_seed))
+        .collect();
+    let md = aggregates_markdown(&aggs);
+    o.table("aggregates.md", &md)?;
+    let json = serde_json::to_string_pretty(&aggs).expect("aggregates serialize");
+    o.table("aggregates.json", &(json + "\n"))?;
+    let solved = || vec![(1.0, "normalised 1 = return 200 (solved)".to_string())];
+    let panel = |title: &str, x_label: &str, first: bool, rows: Vec<IntervalRow>, lines| {
+        Panel::Intervals(IntervalChart {
+            title: title.into(),
+            x_label: x_label.into(),
+            rows,
+            row_labels: first,
+            vlines: lines,
+        })
+    };
+    let refs_text: Vec<String> = tasks
+        .iter()
+        .zip(refs)
+        .map(|(t, r)| format!("{t} {:.1}", r.random))
+        .collect();
+    o.figure(
+        "aggregates",
+        "Aggregate scores",
+        Figure {
+            title: "Final returns normalised per task (0 = random, 1 = return 200): point estimate and 95% stratified-bootstrap CI".into(),
+            panels: vec![
+                panel("IQM", "normalised score", true, interval_rows(methods, &aggs, |a| a.iqm), solved()),
+                panel("median", "normalised score", false, interval_rows(methods, &aggs, |a| a.median), solved()),
+                panel("mean", "normalised score", false, interval_rows(methods, &aggs, |a| a.mean), solved()),
+                panel(
+                    "optimality gap",
+                    "shortfall below 1 (lower is better)",
+                    false,
+                    interval_rows(methods, &aggs, |a| a.optimality_gap),
+                    Vec::new(),
+                ),
+            ],
+            columns: 4,
+        },
+    )?;
+    o.text(&format!(
+        "rliable-style aggregates of the final returns normalised per task, `(R − random) / (200 − random)`: 0 is the mean return of uniformly random actions on that task ({}), 1 is the solved return 200. IQM, median, mean and optimality gap (mean shortfall below 1) over all runs × tasks of a method, with 95% stratified-bootstrap intervals ({} resamples of runs within each task; Agarwal et al. 2021). A method with one run has no interval.\n",
+        refs_text.join(", "),
+        opts.resamples
+    ));
+    o.text(&md);
+
+    // Performance profiles over the range the scores span.
+    let all: Vec<f64> = methods
+        .iter()
+        .flat_map(|m| crate::aggregates::normalised_scores(m, tasks, refs))
+        .flatten()
+        .collect();
+    let lo = all.iter().copied().fold(0.0, f64::min);
+    let hi = all.iter().copied().fold(1.0, f64::max);
+    let grid = taus((lo * 4.0).floor() / 4.0, (hi * 4.0).ceil() / 4.0, 81);
+    let resamples = PROFILE_RESAMPLES.min(opts.resamples);
+    let panels = groups
+        .iter()
+        .map(|g| {
+            let series = g
+                .members
+                .iter()
+                .map(|&i| {
+                    let m = &methods[i];
+                    let p =
+                        performance_profile(m, tasks, refs, &grid, resamples, opts.bootstrap_seed);
+                    Series {
+                        label: m.name.clone(),
+                        color: i,
+                        points: p.iter().map(|q| (q.0, q.1)).collect(),
+                        band: if p.iter().any(|q| q.3 > q.2) {
+                            p.iter().map(|q| (q.0, q.2, q.3)).collect()
+                        } else {
+                            Vec::new()
+                        },
+                        style: curve_style(m),
+                    }
+                })
+                .collect();
+            Panel::Line(LineChart {
+                title: g.name.clone(),
+                x_label: "τ (normalised score; 1 = return 200)".into(),
+                y_label: "fraction of runs × tasks with score > τ".into(),
+                series,
+                hlines: Vec::new(),
+                log_x: false,
+            })
+        })
+        .collect();
+    o.figure(
+        "performance_profiles",
+        "Performance profiles",
+        Figure {
+            title: "Performance profiles of the final returns (95% stratified-bootstrap bands)"
+                .into(),
+            panels,
+            columns: groups.len().min(2),
+        },
+    )?;
+    o.text(&format!(
+        "Performance profiles: the fraction of a method's run × task normalised scores above each threshold τ, with 95% stratified-bootstrap bands ({resamples} resamples); one panel per method group.\n"
+    ));
+    Ok(())
+}
+
+/// Training curves, one figure per method group (at most [`crate::groups::MAX_LINES`]
+/// curves a panel), one panel per task.
+fn write_learning_curves(
+    o: &mut Output,
+    methods: &[Method],
+    tasks: &[String],
+    groups: &[Group],
+    opts: &ReportOptions,
+) -> Result<(), ReportError> {
+    let axis = opts.x_axis;
+    for g in groups {
+        let panels = tasks
+            .iter()
+            .map(|t| {
+                let series = g
+                    .members
+                    .iter()
+                    .filter_map(|&i| {
+                        let m = &methods[i];
+                        let band = seed_band(m, opts.curve_points, |r| {
+                            smoothed(&task_returns(r, t, axis), opts.smoothing)
+                        });
+                        // No curve, no legend entry (the predecessor's independent logs have
+                        // no env steps).
+                        (!band.is_empty()).then(|| Series {
+                            style: curve_style(m),
+                            ..band_series(&m.name, i, &band)
+                        })
+                    })
+                    .collect();
+                line(
+                    t,
+                    axis,
+                    &format!("return ({}-episode moving average)", opts.smoothing),
+                    series,
+                    solved_line(),
+                )
+            })
+            .collect();
+        let (stem, caption) = if groups.len() == 1 {
+            ("learning_curves".to_string(), "Learning curves".to_string())
+        } else {
+            (
+                format!("learning_curves_{}", slug(&g.name)),
+                format!("Learning curves: {}", g.name),
+            )
+        };
+        o.figure(
+            &stem,
+            &caption,
+            Figure {
+                title: format!("Training returns, {}: mean and 95% CI over seeds", g.name),
+                panels,
+                columns: tasks.len().min(3),
+            },
+        )?;
+    }
+    if axis == XAxis::EnvSteps
+        && methods
+            .iter()
+            .any(|m| m.runs.iter().all(|r| r.env_steps().is_none()))
+    {
+        o.text("Methods without per-episode env steps in their logs (the predecessor's independent runs) have no learning curve on the env-step axis (`--x-axis episodes` draws them).\n");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -831,12 +1111,14 @@ mod tests {
                 "{name} not in report"
             );
         }
-        // One panel per task in a row, under the title strip.
+        // One panel per task in a row, under the title strip, over the legend strip.
         let (w, h, _) = png_info(&tmp.path().join("training_curves.png"));
-        assert_eq!((w, h), (3 * PANEL_WIDTH, PANEL_HEIGHT + TITLE_HEIGHT));
+        assert_eq!(w, 3 * PANEL_WIDTH);
+        assert!(h > PANEL_HEIGHT + TITLE_HEIGHT, "{h}");
         // Tasks + average in a 2-column grid.
         let (w, h, _) = png_info(&tmp.path().join("evaluations.png"));
-        assert_eq!((w, h), (2 * PANEL_WIDTH, 2 * PANEL_HEIGHT + TITLE_HEIGHT));
+        assert_eq!(w, 2 * PANEL_WIDTH);
+        assert!(h > 2 * PANEL_HEIGHT + TITLE_HEIGHT, "{h}");
         for table in [
             "results.md",
             "results.csv",
@@ -864,9 +1146,13 @@ mod tests {
             "parameter_efficiency",
             "sample_efficiency",
             "improvement",
+            "aggregates",
+            "performance_profiles",
         ] {
             let (w, h, colours) = png_info(&tmp.path().join(format!("{name}.png")));
-            assert!(w >= PANEL_WIDTH && h >= PANEL_HEIGHT, "{name}: {w}×{h}");
+            // Panels are at least 560×400 but heatmaps and interval charts, sized to their
+            // rows, can be smaller.
+            assert!(w >= 300 && h >= 200, "{name}: {w}×{h}");
             assert!(colours > 8, "{name}.png looks blank");
         }
         let json: serde_json::Value = serde_json::from_str(
@@ -887,6 +1173,169 @@ mod tests {
             md.contains(&late),
             "the report shows the late-training table"
         );
+    }
+
+    /// Twenty methods over the four families, every fourth from the predecessor.
+    fn twenty_methods() -> Vec<Method> {
+        let families = ["shared_dqn", "brc", "pcgrad", "varshare"];
+        (0..20)
+            .map(|i| {
+                let predecessor = i % 4 == 3;
+                let mut name = format!("{}_{i}", families[i % 4]);
+                if predecessor {
+                    name.push_str(" (predecessor)");
+                }
+                let mut m = method(&name, 2, 50.0 + 10.0 * i as f64);
+                m.predecessor = predecessor;
+                m
+            })
+            .collect()
+    }
+
+    /// Every (label, colour, drawn as another project's) of a figure's methods.
+    fn styles(fig: &Figure) -> Vec<(String, usize, bool)> {
+        let mut out = Vec::new();
+        for panel in &fig.panels {
+            match panel {
+                Panel::Line(c) => out.extend(
+                    c.series
+                        .iter()
+                        .map(|s| (s.label.clone(), s.color, s.style == LineStyle::Dashed)),
+                ),
+                Panel::Bars(c) => out.extend(
+                    c.series
+                        .iter()
+                        .map(|s| (s.label.clone(), s.color, s.hatched)),
+                ),
+                Panel::Scatter(c) => out.extend(
+                    c.points
+                        .iter()
+                        .map(|p| (p.label.clone(), p.color, p.hollow)),
+                ),
+                Panel::Intervals(c) => {
+                    out.extend(c.rows.iter().map(|r| (r.label.clone(), r.color, r.hollow)))
+                }
+                Panel::Heatmap(_) => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn twenty_methods_keep_one_distinct_colour_in_every_figure() {
+        let tmp = tempfile::tempdir().unwrap();
+        let methods = twenty_methods();
+        let (_, figures) = compare_report(&methods, tmp.path(), &quick()).unwrap();
+        let mut colour: BTreeMap<String, usize> = BTreeMap::new();
+        let mut figures_of: BTreeMap<String, usize> = BTreeMap::new();
+        for (name, fig) in &figures {
+            for (label, c, other) in styles(fig) {
+                let m = methods.iter().find(|m| m.name == label);
+                let m = m.unwrap_or_else(|| panic!("{name}: unknown label {label}"));
+                assert_eq!(
+                    *colour.entry(label.clone()).or_insert(c),
+                    c,
+                    "{name}: {label}"
+                );
+                assert_eq!(
+                    other, m.predecessor,
+                    "{name}: {label} drawn as the wrong origin"
+                );
+                *figures_of.entry(label).or_default() += 1;
+            }
+        }
+        assert_eq!(colour.len(), 20);
+        let distinct: std::collections::BTreeSet<usize> = colour
+            .values()
+            .map(|c| c % brc_plot::PALETTE.len())
+            .collect();
+        assert_eq!(distinct.len(), 20, "{colour:?}");
+        // Each method is in the bars, the scatter, the aggregates, a profile and a curve
+        // figure at least.
+        for (label, n) in &figures_of {
+            assert!(*n >= 5, "{label} in only {n} figures");
+        }
+    }
+
+    #[test]
+    fn no_curve_panel_has_more_than_eight_lines_and_no_legend_covers_data() {
+        let tmp = tempfile::tempdir().unwrap();
+        let methods = twenty_methods();
+        let (_, figures) = compare_report(&methods, tmp.path(), &quick()).unwrap();
+        let curves: Vec<&String> = figures
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with("learning_curves"))
+            .collect();
+        assert_eq!(
+            curves,
+            [
+                "learning_curves_baselines",
+                "learning_curves_brc_variants",
+                "learning_curves_gradient_surgery",
+                "learning_curves_varshare"
+            ]
+        );
+        for (name, fig) in &figures {
+            for panel in &fig.panels {
+                if let Panel::Line(c) = panel {
+                    assert!(c.series.len() <= crate::groups::MAX_LINES, "{name}");
+                }
+            }
+            let layout = brc_plot::layout(fig).unwrap();
+            for (label, entry) in &layout.legend {
+                for mark in &layout.marks {
+                    assert!(!entry.intersects(mark), "{name}: {label} over data");
+                }
+            }
+        }
+        assert!(tmp.path().join("learning_curves_varshare.png").is_file());
+        let md = std::fs::read_to_string(tmp.path().join("report.md")).unwrap();
+        assert!(md.contains("(aggregates.png)") && md.contains("(performance_profiles.png)"));
+        let agg = std::fs::read_to_string(tmp.path().join("aggregates.md")).unwrap();
+        assert!(agg.contains("| varshare_19 (predecessor) | 6 |"), "{agg}");
+    }
+
+    #[test]
+    fn a_group_file_and_the_episode_axis_shape_the_curves() {
+        let tmp = tempfile::tempdir().unwrap();
+        let methods = [
+            method("a", 2, 100.0),
+            method("b", 2, 150.0),
+            method("c", 2, 200.0),
+        ];
+        let opts = ReportOptions {
+            groups: Some(vec![GroupSpec {
+                name: "first two".into(),
+                methods: vec!["b".into(), "a".into()],
+            }]),
+            x_axis: XAxis::Episodes,
+            ..quick()
+        };
+        let (_, figures) = compare_report(&methods, tmp.path(), &opts).unwrap();
+        let curves: Vec<&Figure> = figures
+            .iter()
+            .filter(|(n, _)| n.starts_with("learning_curves_"))
+            .map(|(_, f)| f)
+            .collect();
+        assert_eq!(curves.len(), 2, "the named group and the rest");
+        let Panel::Line(c) = &curves[0].panels[0] else {
+            panic!("a line panel")
+        };
+        assert_eq!(c.x_label, "training episodes (all tasks)");
+        let labels: Vec<&str> = c.series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["b", "a"]);
+        // Episode 3 of 600 is the first of the task "standard": x counts all tasks' episodes.
+        assert_eq!(c.series[0].points[0].0, 1.0);
+        let bad = ReportOptions {
+            groups: Some(vec![GroupSpec {
+                name: "x".into(),
+                methods: vec!["nope".into()],
+            }]),
+            ..quick()
+        };
+        let e = compare(&methods, tmp.path(), &bad).unwrap_err().to_string();
+        assert!(e.contains("no method `nope`"), "{e}");
     }
 
     #[test]

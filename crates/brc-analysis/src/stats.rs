@@ -44,20 +44,50 @@ pub fn iqm(values: &[f64]) -> f64 {
     mean(&sorted[cut..sorted.len() - cut])
 }
 
-/// IQM over all scores of a `[run][task]` matrix with a stratified-bootstrap 95% interval:
-/// each of `resamples` draws picks, for every task separately, as many runs as there are,
-/// with replacement. Returns `(iqm, lower, upper)`; the same `seed` gives the same interval.
-pub fn iqm_bootstrap_ci(scores: &[Vec<f64>], resamples: usize, seed: u64) -> (f64, f64, f64) {
+/// The median (numpy's: the mean of the two middle values of an even count); `NaN` for none.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// rliable's optimality gap: how far the scores fall short of `threshold` on average, scores
+/// above it counting as reaching it (`mean(max(threshold − v, 0))`); lower is better.
+pub fn optimality_gap(values: &[f64], threshold: f64) -> f64 {
+    mean(
+        &values
+            .iter()
+            .map(|v| (threshold - v).max(0.0))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Estimates of `statistic` (any number of values computed from all the scores of a
+/// `[run][task]` matrix) with stratified-bootstrap 95% percentile intervals: each of
+/// `resamples` draws picks, for every task separately, as many runs as there are, with
+/// replacement, and every statistic is computed on the same draws (as rliable does). Returns
+/// `(estimate, lower, upper)` per statistic value; the same `seed` gives the same intervals.
+pub fn stratified_bootstrap(
+    scores: &[Vec<f64>],
+    resamples: usize,
+    seed: u64,
+    statistic: impl Fn(&[f64]) -> Vec<f64>,
+) -> Vec<(f64, f64, f64)> {
     let all: Vec<f64> = scores.iter().flatten().copied().collect();
-    let point = iqm(&all);
+    let points = statistic(&all);
     let runs = scores.len();
     if runs == 0 || resamples == 0 {
-        return (point, point, point);
+        return points.iter().map(|&p| (p, p, p)).collect();
     }
     let tasks = scores[0].len();
     let mut rng = Pcg32::seed_from_u64(seed);
     let mut draw = Vec::with_capacity(all.len());
-    let mut estimates = Vec::with_capacity(resamples);
+    let mut estimates: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); points.len()];
     for _ in 0..resamples {
         draw.clear();
         // Stratified: runs are redrawn within each task's column.
@@ -65,14 +95,32 @@ pub fn iqm_bootstrap_ci(scores: &[Vec<f64>], resamples: usize, seed: u64) -> (f6
         for task in 0..tasks {
             draw.extend((0..runs).map(|_| scores[rng.random_range(0..runs)][task]));
         }
-        estimates.push(iqm(&draw));
+        for (e, v) in estimates.iter_mut().zip(statistic(&draw)) {
+            e.push(v);
+        }
     }
-    estimates.sort_by(f64::total_cmp);
-    (
-        point,
-        percentile(&estimates, 2.5),
-        percentile(&estimates, 97.5),
-    )
+    points
+        .iter()
+        .zip(&mut estimates)
+        .map(|(&p, e)| {
+            e.sort_by(f64::total_cmp);
+            (p, percentile(e, 2.5), percentile(e, 97.5))
+        })
+        .collect()
+}
+
+/// IQM over all scores of a `[run][task]` matrix with a stratified-bootstrap 95% interval
+/// (see [`stratified_bootstrap`]). Returns `(iqm, lower, upper)`.
+pub fn iqm_bootstrap_ci(scores: &[Vec<f64>], resamples: usize, seed: u64) -> (f64, f64, f64) {
+    stratified_bootstrap(scores, resamples, seed, |d| vec![iqm(d)])[0]
+}
+
+/// The fraction of `scores` strictly above each threshold in `taus` (one point of a
+/// performance profile per τ, rliable's score distribution).
+pub fn fraction_above(scores: &[f64], taus: &[f64]) -> Vec<f64> {
+    taus.iter()
+        .map(|t| scores.iter().filter(|&&s| s > *t).count() as f64 / scores.len() as f64)
+        .collect()
 }
 
 /// The `q`-th percentile of sorted values with linear interpolation (numpy's default).
@@ -148,6 +196,36 @@ mod tests {
         assert_eq!(iqm(&[100.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, -50.0]), 3.5);
         // 5 values: floor(5/4) = 1 from each end.
         assert_eq!(iqm(&[0.0, 10.0, 20.0, 30.0, 1000.0]), 20.0);
+    }
+
+    #[test]
+    fn median_gap_and_profile_by_hand() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
+        // Shortfalls below 1: 0.5, 0, 1.2, 0 → mean 0.425.
+        assert!((optimality_gap(&[0.5, 1.0, -0.2, 3.0], 1.0) - 0.425).abs() < 1e-12);
+        // Above 0: 3 of 4; above 1: only 3.0; strictly above, so 1.0 is not above 1.
+        assert_eq!(
+            fraction_above(&[0.5, 1.0, -0.2, 3.0], &[0.0, 1.0, 5.0]),
+            [0.75, 0.25, 0.0]
+        );
+    }
+
+    #[test]
+    fn bootstrap_statistics_share_draws_and_keep_the_iqm_interval() {
+        let scores: Vec<Vec<f64>> = (0..4)
+            .map(|r| vec![r as f64, 10.0 - r as f64 * 2.0, 3.0 * r as f64])
+            .collect();
+        let both = stratified_bootstrap(&scores, 500, 3, |d| vec![iqm(d), mean(d)]);
+        assert_eq!(both[0], iqm_bootstrap_ci(&scores, 500, 3));
+        let all: Vec<f64> = scores.iter().flatten().copied().collect();
+        assert_eq!(both[1].0, mean(&all));
+        assert!(both[1].1 < both[1].0 && both[1].0 < both[1].2, "{both:?}");
+        assert_eq!(
+            stratified_bootstrap(&[], 10, 0, |_| vec![1.0]),
+            [(1.0, 1.0, 1.0)]
+        );
     }
 
     #[test]

@@ -5,9 +5,29 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+use brc_analysis::curves::XAxis;
+use brc_analysis::groups::{read_group_file, select_methods};
 use brc_analysis::methods::{load_methods, Method};
 use brc_analysis::report::{analyze, compare, ReportOptions};
-use clap::Args;
+use clap::{Args, ValueEnum};
+
+/// What the training curves' x axis counts.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Axis {
+    /// Cumulative env steps over all tasks.
+    EnvSteps,
+    /// Training episodes over all tasks.
+    Episodes,
+}
+
+impl From<Axis> for XAxis {
+    fn from(a: Axis) -> Self {
+        match a {
+            Axis::EnvSteps => XAxis::EnvSteps,
+            Axis::Episodes => XAxis::Episodes,
+        }
+    }
+}
 
 #[derive(Args)]
 pub struct AnalyzeArgs {
@@ -21,6 +41,9 @@ pub struct AnalyzeArgs {
     /// Moving-average window of the training curves, in episodes of one task.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     smoothing: u64,
+    /// X axis of the training curves.
+    #[arg(long, value_enum, default_value_t = Axis::EnvSteps)]
+    x_axis: Axis,
     /// Print the written files as one JSON array.
     #[arg(long)]
     json: bool,
@@ -49,6 +72,17 @@ pub struct CompareArgs {
     /// checkpoint on fresh seeds: the earlier project's protocol).
     #[arg(long, value_name = "REPORT_FILE")]
     final_evaluation: Option<String>,
+    /// Only these methods, in this order (names as in the tables, comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    methods: Option<Vec<String>>,
+    /// Which methods share a curve figure: a TOML file of `[[group]]` tables with `name` and
+    /// `methods` (the rest form "other"). Default: by run name — baselines, BRC variants,
+    /// gradient surgery, VarShare; any group over 8 methods is split.
+    #[arg(long, value_name = "FILE")]
+    group: Option<PathBuf>,
+    /// X axis of the learning curves.
+    #[arg(long, value_enum, default_value_t = Axis::EnvSteps)]
+    x_axis: Axis,
     /// Print the written files as one JSON array.
     #[arg(long)]
     json: bool,
@@ -90,6 +124,7 @@ pub fn run_analyze(args: AnalyzeArgs) -> Result<ExitCode> {
     let out = args.out.unwrap_or_else(|| default_out(&args.runs[0]));
     let opts = ReportOptions {
         smoothing: args.smoothing as usize,
+        x_axis: args.x_axis.into(),
         ..ReportOptions::default()
     };
     let files = analyze(&method, &out, &opts)?;
@@ -119,11 +154,17 @@ pub fn run_compare(args: CompareArgs) -> Result<ExitCode> {
             methods.push(m);
         }
     }
+    if let Some(names) = &args.methods {
+        methods = select_methods(methods, names)?;
+    }
+    let groups = args.group.as_deref().map(read_group_file).transpose()?;
     let opts = ReportOptions {
         smoothing: args.smoothing as usize,
         resamples: args.resamples,
         bootstrap_seed: args.seed,
         final_evaluation: args.final_evaluation,
+        x_axis: args.x_axis.into(),
+        groups,
         ..ReportOptions::default()
     };
     let files = compare(&methods, &args.out, &opts)?;

@@ -302,6 +302,51 @@ fn parallel_seeds_write_one_directory_each() {
     assert!(o.status.success(), "{}", stderr(&o));
     let table = std::fs::read_to_string(cmp.join("results.md")).unwrap();
     assert!(table.contains("| smoke | 2 |"), "{table}");
+    let report = std::fs::read_to_string(cmp.join("report.md")).unwrap();
+    assert!(report.contains("(aggregates.png)"), "{report}");
+    // Focus: a method the comparison lacks is refused, naming those it has; a group file
+    // with the episode axis is taken.
+    let focused = tmp.path().join("cmp-focused");
+    let focus = |extra: &[&str]| {
+        let mut args = vec![
+            "compare",
+            seeds.to_str().unwrap(),
+            "--out",
+            focused.to_str().unwrap(),
+            "--resamples",
+            "100",
+        ];
+        args.extend_from_slice(extra);
+        brc(&args)
+    };
+    let o = focus(&["--methods", "smoke,nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no method `nope`") && stderr(&o).contains("smoke"),
+        "{}",
+        stderr(&o)
+    );
+    let groups = tmp.path().join("groups.toml");
+    std::fs::write(
+        &groups,
+        "[[group]]\nname = \"mine\"\nmethods = [\"smoke\"]\n",
+    )
+    .unwrap();
+    let o = focus(&[
+        "--methods",
+        "smoke",
+        "--group",
+        groups.to_str().unwrap(),
+        "--x-axis",
+        "episodes",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let svg = std::fs::read_to_string(focused.join("learning_curves.svg")).unwrap();
+    assert!(svg.contains("training episodes (all tasks)"));
+    std::fs::write(&groups, "[[group]]\nname = 3\n").unwrap();
+    let o = focus(&["--group", groups.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("groups.toml"), "{}", stderr(&o));
     // Published: small, and the weights alone evaluate like the final checkpoint.
     let publ = tmp.path().join("published");
     let o = brc(&[

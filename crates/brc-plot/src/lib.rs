@@ -2,7 +2,11 @@
 //! with error bars, probability-of-improvement heatmaps and labelled scatter plots.
 //!
 //! A [`Figure`] is a grid of [`Panel`]s; [`save_figure`] writes it as `<stem>.png` and
-//! `<stem>.svg`. The PNG text is rendered from a font embedded in the binary (Ubuntu Light,
+//! `<stem>.svg`. Legends never sit on the data: every labelled series, bar series, point
+//! and reference line of every panel goes into one shared legend below the panels (an entry
+//! per label, so a method drawn in several panels is listed once). Panels grow to fit their
+//! content, so no label is ever cut short, and no text is smaller than [`MIN_TEXT_PX`].
+//! [`layout`] reports where everything landed, for checks. The PNG text is rendered from a font embedded in the binary (Ubuntu Light,
 //! via `epaint_default_fonts`) so output is identical on a bare CI machine without
 //! fontconfig or any system font. The SVG leaves text to the viewer's `sans-serif`.
 //!
@@ -17,31 +21,60 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod layout;
 mod render;
 #[cfg(test)]
 mod tests;
 
-/// Width in pixels of one panel. 560×400 keeps tick labels legible at 12 px while two
-/// panels side by side still fit an A4 page or a laptop screen without scaling.
+/// Smallest width in pixels of a panel. 560×400 keeps tick labels legible at 14 px while two
+/// panels side by side still fit an A4 page or a laptop screen without scaling; a panel grows
+/// beyond it when its content needs the room (many bars, long row labels, a long axis text).
 pub const PANEL_WIDTH: u32 = 560;
-/// Height in pixels of one panel (see [`PANEL_WIDTH`]).
+/// Smallest height in pixels of a line, bar or scatter panel (see [`PANEL_WIDTH`]).
 pub const PANEL_HEIGHT: u32 = 400;
 /// Height in pixels of the strip above the panels holding the figure title; only present
 /// when the title is non-empty.
 pub const TITLE_HEIGHT: u32 = 40;
+/// The smallest text size used anywhere, in pixels at the PNG's size (ab_glyph's scale,
+/// ascender to descender, ≈ 1.12 em in the embedded font). Tick labels, legend entries and
+/// heatmap numbers use it. 14 keeps even the SVG's font-size, which plotters writes as
+/// size / 1.24, above 11 px.
+pub const MIN_TEXT_PX: f64 = 14.0;
 
-/// Colour-blind-friendly palette (Okabe–Ito), indexed by `color % PALETTE.len()`.
-/// Ordered so the first colours are the most distinct on white; yellow and black come last
-/// because yellow is faint on white and black is used for text and reference lines.
-pub const PALETTE: [(u8, u8, u8); 8] = [
+/// The qualitative palette, indexed by `color % PALETTE.len()`: 20 colours so that a
+/// comparison of 20 methods gives every method its own colour.
+///
+/// The first six are Okabe–Ito's (Okabe & Ito 2008, the usual colour-blind-safe set) without
+/// its yellow (faint on white) and black (the text colour). The other fourteen were chosen
+/// greedily, each as far as possible (CIELAB ΔE*ab) from all earlier ones at once under
+/// normal vision and simulated protanopia, deuteranopia and tritanopia (Machado et al. 2009,
+/// severity 1), among colours of lightness L* 28–78 (visible on white, not text-dark) and
+/// chroma ≥ 20 (not the grey of reference lines); `scripts/palette.py` reproduces them.
+/// Every pair differs by ΔE ≥ 15 under each of the four visions (checked by a test), so
+/// neighbouring entries are told apart even by dichromats; with 20 hues, later entries are
+/// closer to each other than Okabe–Ito's, which is why the first methods get the first
+/// colours and curve figures show at most ~8 methods at a time.
+pub const PALETTE: [(u8, u8, u8); 20] = [
     (0x00, 0x72, 0xB2), // blue
     (0xE6, 0x9F, 0x00), // orange
     (0x00, 0x9E, 0x73), // bluish green
     (0xD5, 0x5E, 0x00), // vermillion
     (0xCC, 0x79, 0xA7), // reddish purple
     (0x56, 0xB4, 0xE9), // sky blue
-    (0xF0, 0xE4, 0x42), // yellow
-    (0x00, 0x00, 0x00), // black
+    (0x87, 0x00, 0xF0), // violet
+    (0x78, 0x2D, 0x0F), // brown
+    (0x4B, 0x3C, 0x5A), // slate
+    (0xC3, 0xC3, 0x78), // khaki
+    (0x96, 0x78, 0xFF), // lavender
+    (0x3C, 0x2D, 0xA5), // indigo
+    (0xE1, 0x0F, 0x4B), // crimson
+    (0x4B, 0x69, 0x3C), // olive green
+    (0x96, 0xC3, 0xA5), // sage
+    (0x87, 0x1E, 0x87), // plum
+    (0xA5, 0x3C, 0x00), // rust
+    (0x96, 0x5A, 0x78), // mauve
+    (0xD2, 0xA5, 0x4B), // ochre
+    (0x96, 0x1E, 0xD2), // purple
 ];
 
 /// Why a figure could not be saved.
@@ -88,8 +121,10 @@ pub enum Panel {
     Bars(BarChart),
     /// Matrix of values in [0, 1] (probability of improvement).
     Heatmap(Heatmap),
-    /// Labelled points with error bars (score against model size).
+    /// Points with error bars (score against model size).
     Scatter(ScatterChart),
+    /// One point and interval per labelled row (aggregate scores per method).
+    Intervals(IntervalChart),
 }
 
 /// Lines over x, optionally with a shaded band (e.g. a 95% CI across seeds) and faint raw points.
@@ -134,6 +169,9 @@ pub enum LineStyle {
     Faint,
     /// A thin line with a circle at every point (evaluation points).
     Markers,
+    /// A 2 px dashed line: a method from elsewhere (the predecessor's logs), told apart from
+    /// ours at a glance.
+    Dashed,
 }
 
 /// Grouped bars with error bars: one group per category (e.g. task), one bar per series (e.g. method).
@@ -158,6 +196,8 @@ pub struct BarSeries {
     pub label: String,
     /// Palette index.
     pub color: usize,
+    /// Drawn outlined and hatched instead of filled (a method from elsewhere).
+    pub hatched: bool,
     /// One value per category (missing trailing values = missing bars).
     pub values: Vec<BarValue>,
 }
@@ -186,7 +226,8 @@ pub struct Heatmap {
     pub values: Vec<Vec<f64>>,
 }
 
-/// Labelled points with y error bars, optionally log x (e.g. average return against parameter count).
+/// Points with y error bars, optionally log x (e.g. average return against parameter count);
+/// each labelled point is named in the figure's legend.
 #[derive(Debug, Clone, Default)]
 pub struct ScatterChart {
     /// Panel title.
@@ -197,7 +238,7 @@ pub struct ScatterChart {
     pub y_label: String,
     /// Logarithmic x axis; points with x ≤ 0 are skipped.
     pub log_x: bool,
-    /// The points, each written with its label.
+    /// The points.
     pub points: Vec<ScatterPoint>,
     /// Horizontal reference lines with a label.
     pub hlines: Vec<(f64, String)>,
@@ -206,10 +247,12 @@ pub struct ScatterChart {
 /// One labelled point of a [`ScatterChart`].
 #[derive(Debug, Clone, Default)]
 pub struct ScatterPoint {
-    /// Text written next to the point; empty = none.
+    /// Legend entry; empty = none.
     pub label: String,
     /// Palette index.
     pub color: usize,
+    /// Drawn as a ring instead of a disc (a method from elsewhere).
+    pub hollow: bool,
     /// Position along x.
     pub x: f64,
     /// Position along y.
@@ -220,30 +263,128 @@ pub struct ScatterPoint {
     pub y_upper: f64,
 }
 
-/// Columns and rows of the panel grid actually drawn.
-fn grid(figure: &Figure) -> (u32, u32) {
-    let n = figure.panels.len().max(1);
-    let cols = figure.columns.clamp(1, n);
-    let rows = n.div_ceil(cols);
-    (cols as u32, rows as u32)
+/// Rows of labelled points with a horizontal interval each (rliable's aggregate-metric plot):
+/// rows top to bottom, their labels on the y axis.
+#[derive(Debug, Clone, Default)]
+pub struct IntervalChart {
+    /// Panel title.
+    pub title: String,
+    /// X axis description.
+    pub x_label: String,
+    /// The rows, top to bottom.
+    pub rows: Vec<IntervalRow>,
+    /// Write the row labels on the y axis; off for the second and later panels of a figure
+    /// whose panels share the rows (the labels are then on the first).
+    pub row_labels: bool,
+    /// Vertical reference lines with a label (named in the legend).
+    pub vlines: Vec<(f64, String)>,
 }
 
-fn title_height(figure: &Figure) -> u32 {
-    if figure.title.is_empty() {
-        0
-    } else {
-        TITLE_HEIGHT
+/// One row of an [`IntervalChart`].
+#[derive(Debug, Clone, Default)]
+pub struct IntervalRow {
+    /// Row name on the y axis.
+    pub label: String,
+    /// Palette index.
+    pub color: usize,
+    /// Drawn as a ring on a dashed interval instead of a disc on a solid one.
+    pub hollow: bool,
+    /// Point estimate; non-finite = empty row.
+    pub value: f64,
+    /// Lower end of the interval; non-finite = no interval.
+    pub lower: f64,
+    /// Upper end of the interval; non-finite = no interval.
+    pub upper: f64,
+}
+
+/// A pixel rectangle in the image, `x0 ≤ x1`, `y0 ≤ y1`, both ends inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    /// Left.
+    pub x0: i32,
+    /// Top.
+    pub y0: i32,
+    /// Right.
+    pub x1: i32,
+    /// Bottom.
+    pub y1: i32,
+}
+
+impl Rect {
+    /// Whether the two rectangles share at least one pixel.
+    pub fn intersects(&self, other: &Rect) -> bool {
+        self.x0 <= other.x1 && other.x0 <= self.x1 && self.y0 <= other.y1 && other.y0 <= self.y1
+    }
+
+    /// The smallest rectangle holding all `points` (`None` for none).
+    pub(crate) fn around(points: impl IntoIterator<Item = (i32, i32)>) -> Option<Rect> {
+        points.into_iter().fold(None, |r, (x, y)| {
+            Some(match r {
+                None => Rect {
+                    x0: x,
+                    y0: y,
+                    x1: x,
+                    y1: y,
+                },
+                Some(r) => Rect {
+                    x0: r.x0.min(x),
+                    y0: r.y0.min(y),
+                    x1: r.x1.max(x),
+                    y1: r.y1.max(y),
+                },
+            })
+        })
+    }
+
+    /// Grown by `d` pixels on every side (a stroke's half width, a marker's radius).
+    pub(crate) fn grown(self, d: i32) -> Rect {
+        Rect {
+            x0: self.x0 - d,
+            y0: self.y0 - d,
+            x1: self.x1 + d,
+            y1: self.y1 + d,
+        }
     }
 }
 
-/// Exact pixel size of the PNG [`save_figure`] writes (the SVG uses the same size):
-/// `columns × PANEL_WIDTH` by `rows × PANEL_HEIGHT`, plus [`TITLE_HEIGHT`] when titled.
+/// Where [`save_figure`] puts things, in pixels of the PNG: for checking a figure's layout
+/// (nothing on the data) without looking at it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// Image size.
+    pub size: (u32, u32),
+    /// The cell of each panel, in the order of [`Figure::panels`].
+    pub panels: Vec<Rect>,
+    /// Each legend entry (sample and text) with its label, in legend order.
+    pub legend: Vec<(String, Rect)>,
+    /// The bounding box of every data mark drawn: each line run, band, bar, error bar,
+    /// point, interval and heatmap cell.
+    pub marks: Vec<Rect>,
+}
+
+/// Exact pixel size of the PNG [`save_figure`] writes (the SVG uses the same size): the
+/// panel grid (each column as wide as its widest panel needs, at least [`PANEL_WIDTH`] for
+/// line, bar and scatter panels), plus [`TITLE_HEIGHT`] when titled, plus the legend strip
+/// when any entry is labelled.
 pub fn image_size(figure: &Figure) -> (u32, u32) {
-    let (cols, rows) = grid(figure);
-    (
-        cols * PANEL_WIDTH,
-        rows * PANEL_HEIGHT + title_height(figure),
-    )
+    layout::geometry(figure).size
+}
+
+/// Renders `figure` in memory (nothing is written) and reports its [`Layout`].
+pub fn layout(figure: &Figure) -> Result<Layout, PlotError> {
+    render::ensure_font()?;
+    let geometry = layout::geometry(figure);
+    let (_, marks) = render::render_svg(figure, &geometry)?;
+    Ok(Layout {
+        size: geometry.size,
+        panels: geometry.cells.clone(),
+        legend: geometry
+            .legend
+            .iter()
+            .map(|(item, rect)| (item.label.clone(), *rect))
+            .collect(),
+        marks,
+    })
 }
 
 /// Writes `<stem>.png` and `<stem>.svg` (stem: a path without extension); returns both paths.
@@ -268,15 +409,15 @@ pub fn save_figure(figure: &Figure, stem: &Path) -> Result<[PathBuf; 2], PlotErr
     };
     let png_path = with_ext(".png");
     let svg_path = with_ext(".svg");
-    let size = image_size(figure);
 
     render::ensure_font()?;
+    let geometry = layout::geometry(figure);
 
     let png_tmp = temp_in(&dir, &name, ".png")?;
-    render::render_png(figure, png_tmp.path(), size)?;
+    render::render_png(figure, &geometry, png_tmp.path())?;
     sync(&png_tmp, &png_path)?;
 
-    let svg = render::render_svg(figure, size)?;
+    let (svg, _) = render::render_svg(figure, &geometry)?;
     let mut svg_tmp = temp_in(&dir, &name, ".svg")?;
     svg_tmp
         .write_all(svg.as_bytes())

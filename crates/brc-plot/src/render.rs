@@ -1,26 +1,31 @@
 //! Drawing of figures with plotters. Every panel kind is drawn by a function generic over the
-//! backend, so the PNG and the SVG come from the same code.
+//! backend, so the PNG and the SVG come from the same code. Panels, title and legend go into
+//! the rectangles [`crate::layout`] computed; every data mark drawn is recorded (its pixel
+//! bounding box) so [`crate::layout()`] can show that nothing else sits on the data.
 
 use std::ops::Range;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use plotters::chart::{ChartContext, SeriesLabelPosition};
+use plotters::chart::ChartContext;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::drawing::DrawingAreaErrorKind;
-use plotters::element::MultiLineText;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::layout::{
+    self, Geometry, Mark, BAR_GROUP, CAPTION_PX, CELL_PX, DESC_PX, LEGEND_PX, MARGIN, SAMPLE_W,
+    TICK_PX, TITLE_PX,
+};
 use crate::{
-    BarChart, Figure, Heatmap, LineChart, LineStyle, Panel, PlotError, ScatterChart, PALETTE,
-    TITLE_HEIGHT,
+    BarChart, Figure, Heatmap, IntervalChart, LineChart, LineStyle, Panel, PlotError, Rect,
+    ScatterChart, PALETTE,
 };
 
 /// Family every text element asks for; the embedded font is registered under this name.
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 /// Dark grey rather than pure black: softer on white while still high contrast.
 const TEXT: RGBColor = RGBColor(0x22, 0x22, 0x22);
 /// Reference lines: neutral so they never read as one of the series.
@@ -32,14 +37,22 @@ const HEAT_HIGH: (f64, f64, f64) = (33.0, 102.0, 172.0);
 /// Values beyond this magnitude are treated like NaN: plotters' tick computation misbehaves
 /// near the f64 limits and no chart of returns or step counts needs them.
 const MAX_MAGNITUDE: f64 = 1e100;
+/// Dash and gap of a dashed series, in pixels: long dashes so a dashed curve still reads as
+/// one curve among others.
+const DASH: (u32, u32) = (9, 5);
+/// Distance between the diagonal lines of a hatched bar.
+const HATCH_SPACING: i32 = 6;
 
 type Area<DB> = DrawingArea<DB, Shift>;
-type Chart<'a, DB, X> = ChartContext<'a, DB, Cartesian2d<X, RangedCoordf64>>;
+type Chart<'a, DB, X, Y> = ChartContext<'a, DB, Cartesian2d<X, Y>>;
+/// The pixel boxes of the data marks drawn so far.
+type Marks = Vec<Rect>;
 
 static FONT_LOADED: OnceLock<bool> = OnceLock::new();
 
 /// Registers the embedded font with plotters exactly once. Both backends need it: plotters
-/// measures text (legend boxes, label areas) through the registered font even for SVG.
+/// measures text (label areas) through the registered font even for SVG, and so does the
+/// layout.
 pub(crate) fn ensure_font() -> Result<(), PlotError> {
     let ok = FONT_LOADED.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT)
@@ -56,53 +69,69 @@ fn draw_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> P
     PlotError::Draw(e.to_string())
 }
 
-pub(crate) fn render_png(figure: &Figure, path: &Path, size: (u32, u32)) -> Result<(), PlotError> {
-    let root = BitMapBackend::new(path, size).into_drawing_area();
-    render(&root, figure)?;
+pub(crate) fn render_png(figure: &Figure, g: &Geometry, path: &Path) -> Result<(), PlotError> {
+    let root = BitMapBackend::new(path, g.size).into_drawing_area();
+    render(&root, figure, g)?;
     root.present().map_err(draw_err)
 }
 
-pub(crate) fn render_svg(figure: &Figure, size: (u32, u32)) -> Result<String, PlotError> {
+/// The SVG document and the data marks drawn.
+pub(crate) fn render_svg(figure: &Figure, g: &Geometry) -> Result<(String, Marks), PlotError> {
     let mut out = String::new();
-    {
-        let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
-        render(&root, figure)?;
+    let marks = {
+        let root = SVGBackend::with_string(&mut out, g.size).into_drawing_area();
+        let marks = render(&root, figure, g)?;
         root.present().map_err(draw_err)?;
-    }
-    Ok(out)
+        marks
+    };
+    Ok((out, marks))
 }
 
-fn render<DB: DrawingBackend>(root: &Area<DB>, figure: &Figure) -> Result<(), PlotError> {
+fn sub_area<DB: DrawingBackend>(root: &Area<DB>, r: &Rect) -> Area<DB> {
+    root.clone().shrink(
+        (r.x0, r.y0),
+        ((r.x1 - r.x0 + 1) as u32, (r.y1 - r.y0 + 1) as u32),
+    )
+}
+
+fn render<DB: DrawingBackend>(
+    root: &Area<DB>,
+    figure: &Figure,
+    g: &Geometry,
+) -> Result<Marks, PlotError> {
     root.fill(&WHITE).map_err(draw_err)?;
-    let body = if figure.title.is_empty() {
-        root.clone()
-    } else {
-        let (top, body) = root.split_vertically(TITLE_HEIGHT);
-        let (w, h) = top.dim_in_pixel();
-        top.draw(&Text::new(
+    if let Some(t) = &g.title {
+        root.draw(&Text::new(
             figure.title.clone(),
-            (w as i32 / 2, h as i32 / 2),
-            font(20.0).pos(Pos::new(HPos::Center, VPos::Center)),
+            ((t.x0 + t.x1) / 2, (t.y0 + t.y1) / 2),
+            font(TITLE_PX).pos(Pos::new(HPos::Center, VPos::Center)),
         ))
         .map_err(draw_err)?;
-        body
-    };
-    let (cols, rows) = crate::grid(figure);
-    let cells = body.split_evenly((rows as usize, cols as usize));
+    }
+    let mut marks = Marks::new();
     if figure.panels.is_empty() {
-        if let Some(cell) = cells.first() {
-            draw_no_data(cell, "")?;
-        }
+        let (w, h) = g.size;
+        let top = g.title.map_or(0, |t| t.y1 + 1);
+        let body = Rect {
+            x0: 0,
+            y0: top,
+            x1: w as i32 - 1,
+            y1: h as i32 - 1,
+        };
+        draw_no_data(&sub_area(root, &body), "")?;
     }
-    for (panel, cell) in figure.panels.iter().zip(cells.iter()) {
+    for (panel, cell) in figure.panels.iter().zip(&g.cells) {
+        let area = sub_area(root, cell);
         match panel {
-            Panel::Line(c) => draw_line_panel(cell, c)?,
-            Panel::Bars(c) => draw_bar_panel(cell, c)?,
-            Panel::Heatmap(c) => draw_heatmap_panel(cell, c)?,
-            Panel::Scatter(c) => draw_scatter_panel(cell, c)?,
+            Panel::Line(c) => draw_line_panel(&area, c, &mut marks)?,
+            Panel::Bars(c) => draw_bar_panel(&area, c, &mut marks)?,
+            Panel::Heatmap(c) => draw_heatmap_panel(&area, c, &mut marks)?,
+            Panel::Scatter(c) => draw_scatter_panel(&area, c, &mut marks)?,
+            Panel::Intervals(c) => draw_interval_panel(&area, c, &mut marks)?,
         }
     }
-    Ok(())
+    draw_legend(root, g)?;
+    Ok(marks)
 }
 
 fn font(size: f64) -> TextStyle<'static> {
@@ -112,6 +141,185 @@ fn font(size: f64) -> TextStyle<'static> {
 fn palette(index: usize) -> RGBColor {
     let (r, g, b) = PALETTE[index % PALETTE.len()];
     RGBColor(r, g, b)
+}
+
+/// The shared legend: one sample and label per entry, in the strip below the panels.
+fn draw_legend<DB: DrawingBackend>(root: &Area<DB>, g: &Geometry) -> Result<(), PlotError> {
+    for (item, r) in &g.legend {
+        let y = (r.y0 + r.y1) / 2;
+        let (x0, x1) = (r.x0, r.x0 + SAMPLE_W - 4);
+        match item.mark {
+            Mark::Line { color, style } => {
+                let c = palette(color);
+                match style {
+                    LineStyle::Dashed => {
+                        dashed_sample(root, (x0, x1), y, (7, 4), c.stroke_width(2))?
+                    }
+                    LineStyle::Faint => root
+                        .draw(&PathElement::new(
+                            [(x0, y), (x1, y)],
+                            c.mix(0.4).stroke_width(2),
+                        ))
+                        .map_err(draw_err)?,
+                    LineStyle::Solid | LineStyle::Markers => {
+                        let width = if style == LineStyle::Solid { 2 } else { 1 };
+                        root.draw(&PathElement::new([(x0, y), (x1, y)], c.stroke_width(width)))
+                            .map_err(draw_err)?;
+                        if style == LineStyle::Markers {
+                            root.draw(&Circle::new(((x0 + x1) / 2, y), 3, c.filled()))
+                                .map_err(draw_err)?;
+                        }
+                    }
+                }
+            }
+            Mark::Bar { color, hatched } => {
+                let rect = Rect {
+                    x0,
+                    y0: y - 6,
+                    x1,
+                    y1: y + 6,
+                };
+                draw_bar_rect(root, rect, palette(color), hatched)?;
+            }
+            Mark::Point { color, hollow } => {
+                draw_point(root, ((x0 + x1) / 2, y), palette(color), hollow)?;
+            }
+            Mark::Reference => dashed_sample(root, (x0, x1), y, (6, 4), REF_LINE.stroke_width(1))?,
+        }
+        root.draw(&Text::new(
+            item.label.clone(),
+            (r.x0 + SAMPLE_W + 6, y),
+            font(LEGEND_PX).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+        .map_err(draw_err)?;
+    }
+    Ok(())
+}
+
+/// A horizontal dashed line from `xs.0` to `xs.1` at `y` (legend samples).
+fn dashed_sample<DB: DrawingBackend>(
+    area: &Area<DB>,
+    xs: (i32, i32),
+    y: i32,
+    (dash, gap): (i32, i32),
+    style: ShapeStyle,
+) -> Result<(), PlotError> {
+    let mut x = xs.0;
+    while x < xs.1 {
+        let end = (x + dash).min(xs.1);
+        area.draw(&PathElement::new([(x, y), (end, y)], style))
+            .map_err(draw_err)?;
+        x = end + gap;
+    }
+    Ok(())
+}
+
+/// A filled bar, or (hatched) a pale fill with a coloured outline and diagonal lines, in
+/// pixel coordinates of `area`.
+fn draw_bar_rect<DB: DrawingBackend>(
+    area: &Area<DB>,
+    r: Rect,
+    color: RGBColor,
+    hatched: bool,
+) -> Result<(), PlotError> {
+    if !hatched {
+        return area
+            .draw(&Rectangle::new(
+                [(r.x0, r.y0), (r.x1, r.y1)],
+                color.filled(),
+            ))
+            .map_err(draw_err);
+    }
+    area.draw(&Rectangle::new(
+        [(r.x0, r.y0), (r.x1, r.y1)],
+        color.mix(0.15).filled(),
+    ))
+    .map_err(draw_err)?;
+    for (a, b) in hatch_segments(r, HATCH_SPACING) {
+        area.draw(&PathElement::new([a, b], color.stroke_width(1)))
+            .map_err(draw_err)?;
+    }
+    area.draw(&Rectangle::new(
+        [(r.x0, r.y0), (r.x1, r.y1)],
+        color.stroke_width(2),
+    ))
+    .map_err(draw_err)
+}
+
+/// 45° lines `spacing` apart clipped to `r` (from its bottom-left towards its top-right).
+pub(crate) fn hatch_segments(r: Rect, spacing: i32) -> Vec<((i32, i32), (i32, i32))> {
+    let (w, h) = (r.x1 - r.x0, r.y1 - r.y0);
+    let mut out = Vec::new();
+    let mut d = -h;
+    while d <= w {
+        // Points (x0 + d + t, y1 − t) for t in [0, h], kept where x lies in [x0, x1].
+        let (t0, t1) = ((-d).max(0), h.min(w - d));
+        if t0 < t1 {
+            out.push(((r.x0 + d + t0, r.y1 - t0), (r.x0 + d + t1, r.y1 - t1)));
+        }
+        d += spacing;
+    }
+    out
+}
+
+/// A point marker: a disc with a dark rim, or a ring (white inside) for hollow.
+fn draw_point<DB: DrawingBackend>(
+    area: &Area<DB>,
+    at: (i32, i32),
+    color: RGBColor,
+    hollow: bool,
+) -> Result<(), PlotError> {
+    if hollow {
+        // A coloured disc with a white centre: plotters' stroked circles are uneven at
+        // this size.
+        area.draw(&Circle::new(at, 6, color.filled()))
+            .map_err(draw_err)?;
+        area.draw(&Circle::new(at, 3, WHITE.filled()))
+            .map_err(draw_err)
+    } else {
+        area.draw(&Circle::new(at, 5, color.filled()))
+            .map_err(draw_err)?;
+        area.draw(&Circle::new(at, 5, TEXT.stroke_width(1)))
+            .map_err(draw_err)
+    }
+}
+
+/// Records the pixel box of data points (`grow`: stroke half-width or marker radius).
+fn record<DB, X, Y>(
+    marks: &mut Marks,
+    chart: &Chart<'_, DB, X, Y>,
+    points: impl IntoIterator<Item = (f64, f64)>,
+    grow: i32,
+) where
+    DB: DrawingBackend,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    if let Some(r) = Rect::around(points.into_iter().map(|p| chart.backend_coord(&p))) {
+        marks.push(r.grown(grow));
+    }
+}
+
+/// A chart's pixel rectangle in `area`'s own coordinates, from data coordinates.
+fn local<DB, X, Y>(
+    area: &Area<DB>,
+    chart: &Chart<'_, DB, X, Y>,
+    a: (f64, f64),
+    b: (f64, f64),
+) -> Rect
+where
+    DB: DrawingBackend,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let (bx, by) = area.get_base_pixel();
+    let (p, q) = (chart.backend_coord(&a), chart.backend_coord(&b));
+    Rect {
+        x0: p.0.min(q.0) - bx,
+        y0: p.1.min(q.1) - by,
+        x1: p.0.max(q.0) - bx,
+        y1: p.1.max(q.1) - by,
+    }
 }
 
 fn plottable(v: f64) -> bool {
@@ -204,19 +412,6 @@ pub(crate) fn fmt_tick(v: f64) -> String {
     }
 }
 
-/// Shortens `s` to at most `max` characters, marking the cut, so category labels do not
-/// run into each other.
-fn truncate(s: &str, max: usize) -> String {
-    let max = max.max(2);
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max - 1).collect();
-        t.push('…');
-        t
-    }
-}
-
 /// Draws the panel title and "no data" so an empty panel is visibly empty, not broken.
 fn draw_no_data<DB: DrawingBackend>(area: &Area<DB>, title: &str) -> Result<(), PlotError> {
     let (w, h) = area.dim_in_pixel();
@@ -224,13 +419,13 @@ fn draw_no_data<DB: DrawingBackend>(area: &Area<DB>, title: &str) -> Result<(), 
     area.draw(&Text::new(
         title.to_string(),
         (w / 2, 12),
-        font(16.0).pos(Pos::new(HPos::Center, VPos::Top)),
+        font(CAPTION_PX).pos(Pos::new(HPos::Center, VPos::Top)),
     ))
     .map_err(draw_err)?;
     area.draw(&Text::new(
         "no data",
         (w / 2, h / 2),
-        font(14.0).pos(Pos::new(HPos::Center, VPos::Center)),
+        font(DESC_PX).pos(Pos::new(HPos::Center, VPos::Center)),
     ))
     .map_err(draw_err)
 }
@@ -242,27 +437,18 @@ fn builder<'a, 'b, DB: DrawingBackend>(
     y_label_area: u32,
 ) -> ChartBuilder<'a, 'b, DB> {
     let mut b = ChartBuilder::on(area);
-    b.margin(12)
+    b.margin(MARGIN)
         .x_label_area_size(x_label_area)
         .y_label_area_size(y_label_area);
     if !title.is_empty() {
-        b.caption(title, font(16.0));
+        b.caption(title, font(CAPTION_PX));
     }
     b
 }
 
-/// Axis space: tick labels alone need ~25 px; an axis description needs ~20 more.
-fn label_area(desc: &str, ticks: u32) -> u32 {
-    if desc.is_empty() {
-        ticks
-    } else {
-        ticks + 20
-    }
-}
-
-/// Light horizontal/vertical grid, dark axes and 12 px tick labels in compact notation.
-fn configure_mesh<DB, X>(
-    chart: &mut Chart<'_, DB, X>,
+/// Light horizontal/vertical grid, dark axes and tick labels in compact notation.
+fn configure_mesh<DB, X, Y>(
+    chart: &mut Chart<'_, DB, X, Y>,
     x_desc: &str,
     y_desc: &str,
     x_labels: usize,
@@ -272,14 +458,15 @@ fn configure_mesh<DB, X>(
 where
     DB: DrawingBackend,
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
     let y_fmt = |v: &f64| fmt_tick(*v);
     let mut mesh = chart.configure_mesh();
     mesh.bold_line_style(RGBColor(0, 0, 0).mix(0.12))
         .light_line_style(TRANSPARENT)
         .axis_style(TEXT)
-        .label_style(font(12.0))
-        .axis_desc_style(font(14.0))
+        .label_style(font(TICK_PX))
+        .axis_desc_style(font(DESC_PX))
         .x_labels(x_labels)
         .y_labels(8)
         .x_label_formatter(x_fmt)
@@ -296,9 +483,10 @@ where
     mesh.draw().map_err(draw_err)
 }
 
-/// Dashed grey reference lines across the plot with their label above the right end.
+/// Dashed grey reference lines across the plot; their labels are in the legend, never on
+/// the data.
 fn draw_hlines<DB, X>(
-    chart: &mut Chart<'_, DB, X>,
+    chart: &mut Chart<'_, DB, X, RangedCoordf64>,
     hlines: &[(f64, String)],
 ) -> Result<(), PlotError>
 where
@@ -306,7 +494,7 @@ where
     X: Ranged<ValueType = f64>,
 {
     let xr = chart.x_range();
-    for (y, label) in hlines.iter().filter(|(y, _)| plottable(*y)) {
+    for (y, _) in hlines.iter().filter(|(y, _)| plottable(*y)) {
         chart
             .draw_series(DashedLineSeries::new(
                 [(xr.start, *y), (xr.end, *y)],
@@ -315,100 +503,8 @@ where
                 REF_LINE.stroke_width(1),
             ))
             .map_err(draw_err)?;
-        if !label.is_empty() {
-            let text = EmptyElement::at((xr.end, *y))
-                + Text::new(
-                    label.clone(),
-                    (-4, -3),
-                    font(12.0)
-                        .color(&REF_LINE)
-                        .pos(Pos::new(HPos::Right, VPos::Bottom)),
-                );
-            chart.draw_series(std::iter::once(text)).map_err(draw_err)?;
-        }
     }
     Ok(())
-}
-
-/// Places the legend in the corner of the plotting area that covers the fewest drawn points
-/// (like matplotlib's "best"), preferring upper left on ties.
-fn draw_legend<'a, DB, X>(
-    chart: &mut Chart<'a, DB, X>,
-    labels: &[&str],
-    occupied: &[Vec<(f64, f64)>],
-) -> Result<(), PlotError>
-where
-    DB: DrawingBackend + 'a,
-    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
-{
-    if labels.is_empty() {
-        return Ok(());
-    }
-    let style = font(12.0);
-    let mut text = MultiLineText::<_, &str>::new((0, 0), &style);
-    for l in labels {
-        text.push_line(*l);
-    }
-    let (tw, th) = text
-        .estimate_dimension()
-        .map_err(|e| PlotError::Draw(e.to_string()))?;
-    // Same arithmetic as plotters' legend: 30 px sample area and 10 px margins.
-    let (bw, bh) = (tw + 30 + 20, th + 20);
-    let (px, py) = chart.plotting_area().get_pixel_range();
-    let corners = [
-        (SeriesLabelPosition::UpperLeft, px.start + 5, py.start + 5),
-        (
-            SeriesLabelPosition::UpperRight,
-            px.end - bw - 5,
-            py.start + 5,
-        ),
-        (
-            SeriesLabelPosition::LowerRight,
-            px.end - bw - 5,
-            py.end - bh - 5,
-        ),
-        (
-            SeriesLabelPosition::LowerLeft,
-            px.start + 5,
-            py.end - bh - 5,
-        ),
-    ];
-    let mut counts = [0usize; 4];
-    for line in occupied {
-        let pts: Vec<(i32, i32)> = line.iter().map(|p| chart.backend_coord(p)).collect();
-        let mut visit = |(x, y): (i32, i32)| {
-            for (k, (_, cx, cy)) in corners.iter().enumerate() {
-                if x >= *cx && x <= cx + bw && y >= *cy && y <= cy + bh {
-                    counts[k] += 1;
-                }
-            }
-        };
-        if let [only] = pts.as_slice() {
-            visit(*only);
-        }
-        for w in pts.windows(2) {
-            let ((x0, y0), (x1, y1)) = (w[0], w[1]);
-            // Sample every ~4 px so a long straight segment through a corner counts.
-            let steps = ((x1 - x0).abs().max((y1 - y0).abs()) / 4).clamp(1, 2000);
-            for s in 0..steps {
-                let t = f64::from(s) / f64::from(steps);
-                visit((
-                    x0 + (f64::from(x1 - x0) * t) as i32,
-                    y0 + (f64::from(y1 - y0) * t) as i32,
-                ));
-            }
-            visit((x1, y1));
-        }
-    }
-    let best = (0..4).min_by_key(|&k| (counts[k], k)).unwrap_or(0);
-    chart
-        .configure_series_labels()
-        .position(corners[best].0.clone())
-        .label_font(style.clone())
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(0, 0, 0).mix(0.3))
-        .draw()
-        .map_err(draw_err)
 }
 
 /// Valid points of a line as runs: non-plottable points (and x ≤ 0 on a log axis) end a run
@@ -439,7 +535,11 @@ fn band_points(band: &[(f64, f64, f64)], log_x: bool) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
-fn draw_line_panel<DB: DrawingBackend>(area: &Area<DB>, c: &LineChart) -> Result<(), PlotError> {
+fn draw_line_panel<DB: DrawingBackend>(
+    area: &Area<DB>,
+    c: &LineChart,
+    marks: &mut Marks,
+) -> Result<(), PlotError> {
     let mut xs = Extent::new();
     let mut ys = Extent::new();
     for s in &c.series {
@@ -464,14 +564,20 @@ fn draw_line_panel<DB: DrawingBackend>(area: &Area<DB>, c: &LineChart) -> Result
     let y = ys.padded(0.05);
     if c.log_x {
         let x: LogCoord<f64> = xs.padded_log(0.02, 0.02).log_scale().into();
-        line_body(area, c, x, y)
+        line_body(area, c, x, y, marks)
     } else {
         let x: RangedCoordf64 = xs.padded(0.02).into();
-        line_body(area, c, x, y)
+        line_body(area, c, x, y, marks)
     }
 }
 
-fn line_body<DB, X>(area: &Area<DB>, c: &LineChart, x: X, y: Range<f64>) -> Result<(), PlotError>
+fn line_body<DB, X>(
+    area: &Area<DB>,
+    c: &LineChart,
+    x: X,
+    y: Range<f64>,
+    marks: &mut Marks,
+) -> Result<(), PlotError>
 where
     DB: DrawingBackend,
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -479,45 +585,67 @@ where
     let mut chart = builder(
         area,
         &c.title,
-        label_area(&c.x_label, 25),
-        label_area(&c.y_label, 45),
+        layout::x_label_area(&c.x_label),
+        layout::y_label_area(&c.y_label),
     )
     .build_cartesian_2d(x, y)
     .map_err(draw_err)?;
     let x_fmt = |v: &f64| fmt_tick(*v);
     configure_mesh(&mut chart, &c.x_label, &c.y_label, 8, true, &x_fmt)?;
 
-    let mut occupied: Vec<Vec<(f64, f64)>> = Vec::new();
     for s in &c.series {
         let band = band_points(&s.band, c.log_x);
         if band.len() >= 2 {
             let color = palette(s.color);
             let mut poly: Vec<(f64, f64)> = band.iter().map(|&(x, _, hi)| (x, hi)).collect();
             poly.extend(band.iter().rev().map(|&(x, lo, _)| (x, lo)));
+            // Bands of other projects' curves are fainter: their curves are the dashed ones.
+            let alpha = if s.style == LineStyle::Dashed {
+                0.1
+            } else {
+                0.18
+            };
+            record(marks, &chart, poly.iter().copied(), 0);
             chart
-                .draw_series(std::iter::once(Polygon::new(poly, color.mix(0.2).filled())))
+                .draw_series(std::iter::once(Polygon::new(
+                    poly,
+                    color.mix(alpha).filled(),
+                )))
                 .map_err(draw_err)?;
-            occupied.push(band.iter().map(|&(x, _, hi)| (x, hi)).collect());
-            occupied.push(band.iter().map(|&(x, lo, _)| (x, lo)).collect());
         }
     }
     draw_hlines(&mut chart, &c.hlines)?;
 
     // Faint raw data first, then the summaries on top of it.
-    let mut labels = Vec::new();
-    for style in [LineStyle::Faint, LineStyle::Solid, LineStyle::Markers] {
+    for style in [
+        LineStyle::Faint,
+        LineStyle::Dashed,
+        LineStyle::Solid,
+        LineStyle::Markers,
+    ] {
         for s in c.series.iter().filter(|s| s.style == style) {
             let color = palette(s.color);
             let line_style = match style {
                 LineStyle::Faint => color.mix(0.3).stroke_width(1),
-                LineStyle::Solid => color.stroke_width(2),
+                LineStyle::Solid | LineStyle::Dashed => color.stroke_width(2),
                 LineStyle::Markers => color.stroke_width(1),
             };
-            let runs = runs(&s.points, c.log_x);
-            for run in &runs {
-                chart
-                    .draw_series(LineSeries::new(run.iter().copied(), line_style))
-                    .map_err(draw_err)?;
+            for run in runs(&s.points, c.log_x) {
+                record(marks, &chart, run.iter().copied(), 3);
+                if style == LineStyle::Dashed {
+                    chart
+                        .draw_series(DashedLineSeries::new(
+                            run.iter().copied(),
+                            DASH.0,
+                            DASH.1,
+                            line_style,
+                        ))
+                        .map_err(draw_err)?;
+                } else {
+                    chart
+                        .draw_series(LineSeries::new(run.iter().copied(), line_style))
+                        .map_err(draw_err)?;
+                }
                 if style == LineStyle::Markers || run.len() == 1 {
                     // A lone point draws no line segment, so it gets a dot to stay visible.
                     let dot = if style == LineStyle::Faint {
@@ -530,25 +658,9 @@ where
                         .map_err(draw_err)?;
                 }
             }
-            if !s.label.is_empty() {
-                // The legend entry hangs off an empty series so a label shows even when
-                // the series has no drawable point (and is listed once however many runs).
-                chart
-                    .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
-                    .map_err(draw_err)?
-                    .label(s.label.clone())
-                    .legend(move |(x, y)| {
-                        let radius = if style == LineStyle::Markers { 3 } else { 0 };
-                        EmptyElement::at((x, y))
-                            + PathElement::new([(0, 0), (20, 0)], line_style)
-                            + Circle::new((10, 0), radius, color.filled())
-                    });
-                labels.push(s.label.as_str());
-            }
-            occupied.extend(runs);
         }
     }
-    draw_legend(&mut chart, &labels, &occupied)
+    Ok(())
 }
 
 /// Category axis for bars and heatmaps: values are category indices, each category gets a
@@ -583,18 +695,11 @@ impl Ranged for CategoryAxis {
     }
 }
 
-fn category_label(labels: &[String], v: f64, max_chars: usize) -> String {
-    let i = v.round();
-    if i < 0.0 {
-        return String::new();
-    }
-    labels
-        .get(i as usize)
-        .map(|s| truncate(s, max_chars))
-        .unwrap_or_default()
-}
-
-fn draw_bar_panel<DB: DrawingBackend>(area: &Area<DB>, c: &BarChart) -> Result<(), PlotError> {
+fn draw_bar_panel<DB: DrawingBackend>(
+    area: &Area<DB>,
+    c: &BarChart,
+    marks: &mut Marks,
+) -> Result<(), PlotError> {
     let n = c.categories.len();
     let mut ys = Extent::new();
     for s in &c.series {
@@ -622,60 +727,66 @@ fn draw_bar_panel<DB: DrawingBackend>(area: &Area<DB>, c: &BarChart) -> Result<(
         y.end = 0.0;
     }
 
+    let slot_min = layout::bar_slot(c);
+    let x_area = 10 + layout::LINE_H * layout::bar_label_lines(c, slot_min) as u32;
     let x = CategoryAxis { n, reversed: false };
-    let mut chart = builder(area, &c.title, 30, label_area(&c.y_label, 45))
-        .build_cartesian_2d(x, y)
+    let mut chart = builder(area, &c.title, x_area, layout::y_label_area(&c.y_label))
+        .build_cartesian_2d(x, y.clone())
         .map_err(draw_err)?;
+    let blank = |_: &f64| String::new();
+    configure_mesh(&mut chart, "", &c.y_label, n, false, &blank)?;
+
+    // Category names under their groups, wrapped at words to the slot: never cut.
     let (pw, _) = chart.plotting_area().dim_in_pixel();
-    // ~6.5 px per character at 12 px in the embedded font.
-    let max_chars = ((f64::from(pw) / n as f64 - 6.0) / 6.5).max(2.0) as usize;
-    let x_fmt = |v: &f64| category_label(&c.categories, *v, max_chars);
-    configure_mesh(&mut chart, "", &c.y_label, n, false, &x_fmt)?;
+    let slot = f64::from(pw) / n as f64;
+    let (bx, by) = area.get_base_pixel();
+    for (i, name) in c.categories.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(i as f64, y.start));
+        for (k, text) in layout::wrap(name, (slot - 8.0).max(1.0) as u32)
+            .into_iter()
+            .enumerate()
+        {
+            area.draw(&Text::new(
+                text,
+                (px - bx, py - by + 8 + layout::LINE_H as i32 * k as i32),
+                font(TICK_PX).pos(Pos::new(HPos::Center, VPos::Top)),
+            ))
+            .map_err(draw_err)?;
+        }
+    }
 
     let m = c.series.len().max(1) as f64;
-    let group = 0.8;
-    let width = group / m;
-    let mut occupied = Vec::new();
-    let mut labels = Vec::new();
+    let width = BAR_GROUP / m;
     for (j, s) in c.series.iter().enumerate() {
         let color = palette(s.color);
-        let mut bars = Vec::new();
-        let mut errs = Vec::new();
         for (i, v) in s.values.iter().take(n).enumerate() {
             if !plottable(v.value) {
                 continue;
             }
-            let x0 = i as f64 - group / 2.0 + j as f64 * width;
+            let x0 = i as f64 - BAR_GROUP / 2.0 + j as f64 * width;
             let (l, r) = (x0 + width * 0.08, x0 + width * 0.92);
-            bars.push(Rectangle::new([(l, 0.0), (r, v.value)], color.filled()));
-            occupied.push(vec![(l, 0.0), (l, v.value), (r, v.value), (r, 0.0)]);
+            let rect = local(area, &chart, (l, 0.0), (r, v.value));
+            draw_bar_rect(area, rect, color, s.hatched)?;
+            record(marks, &chart, [(l, 0.0), (r, v.value)], 1);
             if plottable(v.lower) && plottable(v.upper) {
                 let xc = (l + r) / 2.0;
                 let cap = (r - l) * 0.25;
-                errs.push(PathElement::new(
+                let mut errs = vec![PathElement::new(
                     [(xc, v.lower), (xc, v.upper)],
                     TEXT.stroke_width(1),
-                ));
+                )];
                 for e in [v.lower, v.upper] {
                     errs.push(PathElement::new(
                         [(xc - cap, e), (xc + cap, e)],
                         TEXT.stroke_width(1),
                     ));
                 }
-                occupied.push(vec![(xc, v.lower), (xc, v.upper)]);
+                chart.draw_series(errs).map_err(draw_err)?;
+                record(marks, &chart, [(xc - cap, v.lower), (xc + cap, v.upper)], 1);
             }
         }
-        let anno = chart.draw_series(bars).map_err(draw_err)?;
-        if !s.label.is_empty() {
-            anno.label(s.label.clone()).legend(move |(x, y)| {
-                Rectangle::new([(x, y - 5), (x + 20, y + 5)], color.filled())
-            });
-            labels.push(s.label.as_str());
-        }
-        chart.draw_series(errs).map_err(draw_err)?;
     }
-    draw_hlines(&mut chart, &c.hlines)?;
-    draw_legend(&mut chart, &labels, &occupied)
+    draw_hlines(&mut chart, &c.hlines)
 }
 
 /// Diverging colour: `HEAT_LOW` at 0, white at 0.5, `HEAT_HIGH` at 1.
@@ -697,7 +808,19 @@ pub(crate) fn heat_rgb(v: f64) -> [u8; 3] {
     [c.0, c.1, c.2]
 }
 
-fn draw_heatmap_panel<DB: DrawingBackend>(area: &Area<DB>, c: &Heatmap) -> Result<(), PlotError> {
+fn category_label(labels: &[String], v: f64) -> String {
+    let i = v.round();
+    if i < 0.0 {
+        return String::new();
+    }
+    labels.get(i as usize).cloned().unwrap_or_default()
+}
+
+fn draw_heatmap_panel<DB: DrawingBackend>(
+    area: &Area<DB>,
+    c: &Heatmap,
+    marks: &mut Marks,
+) -> Result<(), PlotError> {
     let rows = c.row_labels.len().max(c.values.len());
     let cols = c
         .values
@@ -709,14 +832,8 @@ fn draw_heatmap_panel<DB: DrawingBackend>(area: &Area<DB>, c: &Heatmap) -> Resul
     if rows == 0 || cols == 0 {
         return draw_no_data(area, &c.title);
     }
-    let longest = c
-        .row_labels
-        .iter()
-        .map(|s| s.chars().count())
-        .max()
-        .unwrap_or(1);
-    // Room for the longest row label (~7 px a character) plus ticks, within reason.
-    let y_area = (longest as f64 * 7.0 + 24.0).clamp(40.0, 240.0) as u32;
+    // Room for the longest row label whole (the layout sized the panel for it).
+    let y_area = layout::row_label_area(c.row_labels.iter());
     let x = CategoryAxis {
         n: cols,
         reversed: false,
@@ -725,20 +842,16 @@ fn draw_heatmap_panel<DB: DrawingBackend>(area: &Area<DB>, c: &Heatmap) -> Resul
         n: rows,
         reversed: true,
     };
-    let mut chart = builder(area, &c.title, 30, y_area)
+    let mut chart = builder(area, &c.title, layout::X_TICKS_H, y_area)
         .build_cartesian_2d(x, y)
         .map_err(draw_err)?;
-    let (pw, ph) = chart.plotting_area().dim_in_pixel();
-    let (cell_w, cell_h) = (f64::from(pw) / cols as f64, f64::from(ph) / rows as f64);
-    let x_chars = ((cell_w - 6.0) / 6.5).max(2.0) as usize;
-    let y_chars = ((f64::from(y_area) - 24.0) / 7.0).max(2.0) as usize;
-    let x_fmt = |v: &f64| category_label(&c.col_labels, *v, x_chars);
-    let y_fmt = |v: &f64| category_label(&c.row_labels, *v, y_chars);
+    let x_fmt = |v: &f64| category_label(&c.col_labels, *v);
+    let y_fmt = |v: &f64| category_label(&c.row_labels, *v);
     chart
         .configure_mesh()
         .disable_mesh()
         .axis_style(TEXT)
-        .label_style(font(12.0))
+        .label_style(font(TICK_PX))
         .x_labels(cols)
         .y_labels(rows)
         .x_label_formatter(&x_fmt)
@@ -746,7 +859,6 @@ fn draw_heatmap_panel<DB: DrawingBackend>(area: &Area<DB>, c: &Heatmap) -> Resul
         .draw()
         .map_err(draw_err)?;
 
-    let text_size = 14f64.min(cell_h * 0.45).min(cell_w / 3.2);
     let mut cells = Vec::new();
     let mut texts = Vec::new();
     for (i, row) in c.values.iter().enumerate() {
@@ -759,21 +871,25 @@ fn draw_heatmap_panel<DB: DrawingBackend>(area: &Area<DB>, c: &Heatmap) -> Resul
                 [(fx - 0.5, fy - 0.5), (fx + 0.5, fy + 0.5)],
                 heat_color(v).filled(),
             ));
-            if text_size >= 7.0 {
-                // White text on the saturated ends, dark text near the white middle.
-                let color: &'static RGBColor = if (v - 0.5).abs() > 0.35 {
-                    &WHITE
-                } else {
-                    &TEXT
-                };
-                texts.push(Text::new(
-                    format!("{v:.2}"),
-                    (fx, fy),
-                    font(text_size)
-                        .color(color)
-                        .pos(Pos::new(HPos::Center, VPos::Center)),
-                ));
-            }
+            record(
+                marks,
+                &chart,
+                [(fx - 0.5, fy - 0.5), (fx + 0.5, fy + 0.5)],
+                0,
+            );
+            // White text on the saturated ends, dark text near the white middle.
+            let color: &'static RGBColor = if (v - 0.5).abs() > 0.35 {
+                &WHITE
+            } else {
+                &TEXT
+            };
+            texts.push(Text::new(
+                format!("{v:.2}"),
+                (fx, fy),
+                font(CELL_PX)
+                    .color(color)
+                    .pos(Pos::new(HPos::Center, VPos::Center)),
+            ));
         }
     }
     chart.draw_series(cells).map_err(draw_err)?;
@@ -795,6 +911,7 @@ fn draw_heatmap_panel<DB: DrawingBackend>(area: &Area<DB>, c: &Heatmap) -> Resul
 fn draw_scatter_panel<DB: DrawingBackend>(
     area: &Area<DB>,
     c: &ScatterChart,
+    marks: &mut Marks,
 ) -> Result<(), PlotError> {
     let mut xs = Extent::new();
     let mut ys = Extent::new();
@@ -815,12 +932,11 @@ fn draw_scatter_panel<DB: DrawingBackend>(
     }
     let y = ys.padded(0.08);
     if c.log_x {
-        // Extra room on the right: point labels are written to the right of their points.
-        let x: LogCoord<f64> = xs.padded_log(0.08, 0.3).log_scale().into();
-        scatter_body(area, c, x, y)
+        let x: LogCoord<f64> = xs.padded_log(0.08, 0.08).log_scale().into();
+        scatter_body(area, c, x, y, marks)
     } else {
         let x: RangedCoordf64 = xs.padded(0.08).into();
-        scatter_body(area, c, x, y)
+        scatter_body(area, c, x, y, marks)
     }
 }
 
@@ -829,6 +945,7 @@ fn scatter_body<DB, X>(
     c: &ScatterChart,
     x: X,
     y: Range<f64>,
+    marks: &mut Marks,
 ) -> Result<(), PlotError>
 where
     DB: DrawingBackend,
@@ -837,8 +954,8 @@ where
     let mut chart = builder(
         area,
         &c.title,
-        label_area(&c.x_label, 25),
-        label_area(&c.y_label, 45),
+        layout::x_label_area(&c.x_label),
+        layout::y_label_area(&c.y_label),
     )
     .build_cartesian_2d(x, y)
     .map_err(draw_err)?;
@@ -866,21 +983,107 @@ where
                 )))
                 .map_err(draw_err)?;
             chart.draw_series([bar, top]).map_err(draw_err)?;
+            record(marks, &chart, [(p.x, p.y_lower), (p.x, p.y_upper)], 4);
         }
     }
+    let (bx, by) = area.get_base_pixel();
     for p in &points {
-        let color = palette(p.color);
-        let marker = EmptyElement::at((p.x, p.y))
-            + Circle::new((0, 0), 5, color.filled())
-            + Circle::new((0, 0), 5, TEXT.stroke_width(1))
-            + Text::new(
-                p.label.clone(),
-                (8, -4),
-                font(12.0).pos(Pos::new(HPos::Left, VPos::Bottom)),
-            );
+        let (px, py) = chart.backend_coord(&(p.x, p.y));
+        draw_point(area, (px - bx, py - by), palette(p.color), p.hollow)?;
+        record(marks, &chart, [(p.x, p.y)], 6);
+    }
+    Ok(())
+}
+
+fn draw_interval_panel<DB: DrawingBackend>(
+    area: &Area<DB>,
+    c: &IntervalChart,
+    marks: &mut Marks,
+) -> Result<(), PlotError> {
+    let mut xs = Extent::new();
+    for r in c.rows.iter().filter(|r| plottable(r.value)) {
+        xs.add(r.value);
+        if plottable(r.lower) && plottable(r.upper) {
+            xs.add(r.lower);
+            xs.add(r.upper);
+        }
+    }
+    if xs.is_empty() {
+        return draw_no_data(area, &c.title);
+    }
+    for (v, _) in &c.vlines {
+        xs.add(*v);
+    }
+    let n = c.rows.len();
+    let labels: Vec<String> = c.rows.iter().map(|r| r.label.clone()).collect();
+    let y = CategoryAxis { n, reversed: true };
+    let x: RangedCoordf64 = xs.padded(0.08).into();
+    let mut chart = builder(
+        area,
+        &c.title,
+        layout::x_label_area(&c.x_label),
+        layout::interval_label_area(c),
+    )
+    .build_cartesian_2d(x, y)
+    .map_err(draw_err)?;
+    let x_fmt = |v: &f64| fmt_tick(*v);
+    let y_fmt = |v: &f64| {
+        if c.row_labels {
+            category_label(&labels, *v)
+        } else {
+            String::new()
+        }
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.bold_line_style(RGBColor(0, 0, 0).mix(0.08))
+        .light_line_style(TRANSPARENT)
+        .axis_style(TEXT)
+        .label_style(font(TICK_PX))
+        .axis_desc_style(font(DESC_PX))
+        .x_labels(5)
+        .y_labels(n)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt);
+    if !c.x_label.is_empty() {
+        mesh.x_desc(c.x_label.as_str());
+    }
+    mesh.draw().map_err(draw_err)?;
+
+    let yr = chart.y_range();
+    for (v, _) in c.vlines.iter().filter(|(v, _)| plottable(*v)) {
         chart
-            .draw_series(std::iter::once(marker))
+            .draw_series(DashedLineSeries::new(
+                [(*v, yr.start), (*v, yr.end)],
+                6,
+                4,
+                REF_LINE.stroke_width(1),
+            ))
             .map_err(draw_err)?;
+    }
+    let (bx, by) = area.get_base_pixel();
+    for (i, r) in c.rows.iter().enumerate() {
+        if !plottable(r.value) {
+            continue;
+        }
+        let color = palette(r.color);
+        let row = i as f64;
+        if plottable(r.lower) && plottable(r.upper) && r.upper > r.lower {
+            let ends = [(r.lower, row), (r.upper, row)];
+            let style = color.stroke_width(4);
+            if r.hollow {
+                chart
+                    .draw_series(DashedLineSeries::new(ends, 6, 3, style))
+                    .map_err(draw_err)?;
+            } else {
+                chart
+                    .draw_series(LineSeries::new(ends, color.mix(0.75).stroke_width(4)))
+                    .map_err(draw_err)?;
+            }
+            record(marks, &chart, ends, 2);
+        }
+        let (px, py) = chart.backend_coord(&(r.value, row));
+        draw_point(area, (px - bx, py - by), color, r.hollow)?;
+        record(marks, &chart, [(r.value, row)], 6);
     }
     Ok(())
 }

@@ -137,11 +137,13 @@ fn bars() -> BarChart {
             BarSeries {
                 label: "SAC".into(),
                 color: 0,
+                hatched: false,
                 values: vec![v(480.0), v(210.0), v(-40.0)],
             },
             BarSeries {
                 label: "PPO".into(),
                 color: 1,
+                hatched: false,
                 values: vec![v(500.0), v(f64::NAN), v(120.0)],
             },
         ],
@@ -174,6 +176,7 @@ fn scatter(log_x: bool) -> ScatterChart {
                 ScatterPoint {
                     label: format!("net{i}"),
                     color: i as usize,
+                    hollow: i == 3,
                     x: 10f64.powi(3 + i),
                     y,
                     y_lower: y - 12.0,
@@ -193,7 +196,13 @@ fn line_chart_is_drawn_with_series_colours() {
         columns: 1,
     };
     let pixels = save_and_check(&fig);
-    assert_eq!(image_size(&fig), (PANEL_WIDTH, PANEL_HEIGHT + TITLE_HEIGHT));
+    let (w, h) = image_size(&fig);
+    // One panel, the title strip and a one-line legend strip below.
+    assert_eq!(w, PANEL_WIDTH);
+    assert!(
+        h > PANEL_HEIGHT + TITLE_HEIGHT && h < PANEL_HEIGHT + TITLE_HEIGHT + 60,
+        "{h}"
+    );
     for color in [0, 1, 2] {
         assert!(count(&pixels, rgb(color)) > 20, "colour {color} missing");
     }
@@ -244,7 +253,7 @@ fn heatmap_cells_use_diverging_colours() {
     let (hx, hy) = centroid(high);
     let (lx, ly) = centroid(low);
     assert!(
-        hx > lx + 100.0 && hy + 100.0 < ly,
+        hx > lx + 50.0 && hy + 40.0 < ly,
         "high {hx},{hy} low {lx},{ly}"
     );
 }
@@ -260,10 +269,7 @@ fn scatter_is_drawn_linear_and_log() {
         columns: 2,
     };
     let pixels = save_and_check(&fig);
-    assert_eq!(
-        image_size(&fig),
-        (2 * PANEL_WIDTH, PANEL_HEIGHT + TITLE_HEIGHT)
-    );
+    assert_eq!(image_size(&fig).0, 2 * PANEL_WIDTH);
     for color in 0..4 {
         assert!(count(&pixels, rgb(color)) > 40, "colour {color} missing");
     }
@@ -277,11 +283,19 @@ fn grid_layout_and_size() {
         panels: vec![panel(), panel(), panel()],
         columns: 2,
     };
-    assert_eq!(image_size(&fig), (2 * PANEL_WIDTH, 2 * PANEL_HEIGHT));
+    // The legend strip (SAC, PPO, solved) is the same whatever the grid.
+    let legend = image_size(&fig).1 - 2 * PANEL_HEIGHT;
+    assert!(legend > 20 && legend < 60, "{legend}");
+    assert_eq!(
+        image_size(&fig),
+        (2 * PANEL_WIDTH, 2 * PANEL_HEIGHT + legend)
+    );
     fig.columns = 0;
-    assert_eq!(image_size(&fig), (PANEL_WIDTH, 3 * PANEL_HEIGHT));
+    assert_eq!(image_size(&fig), (PANEL_WIDTH, 3 * PANEL_HEIGHT + legend));
     fig.columns = 10;
-    assert_eq!(image_size(&fig), (3 * PANEL_WIDTH, PANEL_HEIGHT));
+    assert_eq!(image_size(&fig), (3 * PANEL_WIDTH, PANEL_HEIGHT + legend));
+    let l = layout(&fig).unwrap();
+    assert_eq!(l.panels[1].x0, PANEL_WIDTH as i32, "panels side by side");
     fig.title = "all four kinds".into();
     fig.panels = vec![
         Panel::Line(learning_curves()),
@@ -290,10 +304,8 @@ fn grid_layout_and_size() {
         Panel::Scatter(scatter(true)),
     ];
     fig.columns = 2;
-    assert_eq!(
-        image_size(&fig),
-        (2 * PANEL_WIDTH, 2 * PANEL_HEIGHT + TITLE_HEIGHT)
-    );
+    let (w, h) = image_size(&fig);
+    assert!(w >= 2 * PANEL_WIDTH && h > 2 * PANEL_HEIGHT + TITLE_HEIGHT);
     save_and_check(&fig);
 }
 
@@ -344,6 +356,7 @@ fn degenerate_inputs_still_produce_files() {
                 series: vec![BarSeries {
                     label: "x".into(),
                     color: 3,
+                    hatched: true,
                     values: vec![nan_value],
                 }],
                 ..Default::default()
@@ -353,11 +366,25 @@ fn degenerate_inputs_still_produce_files() {
                 series: vec![BarSeries {
                     label: String::new(),
                     color: 99,
+                    hatched: true,
                     values: vec![flat, flat, flat],
                 }],
                 ..Default::default()
             }),
             Panel::Heatmap(Heatmap::default()),
+            Panel::Intervals(IntervalChart::default()),
+            Panel::Intervals(IntervalChart {
+                rows: vec![IntervalRow {
+                    label: "only".into(),
+                    value: 1.0,
+                    lower: f64::NAN,
+                    upper: 2.0,
+                    ..Default::default()
+                }],
+                row_labels: true,
+                vlines: vec![(f64::INFINITY, "inf".into())],
+                ..Default::default()
+            }),
             Panel::Heatmap(Heatmap {
                 values: vec![vec![f64::NAN], vec![2.0, -1.0]],
                 ..Default::default()
@@ -383,6 +410,7 @@ fn degenerate_inputs_still_produce_files() {
                         y_lower: f64::NAN,
                         y_upper: 4.0,
                         color: 0,
+                        hollow: true,
                     },
                 ],
                 ..Default::default()
@@ -473,4 +501,411 @@ fn tick_labels_are_compact() {
     assert_eq!(render::fmt_tick(0.1 + 0.2), "0.3");
     assert_eq!(render::fmt_tick(-120.0), "-120");
     assert_eq!(render::fmt_tick(2e-5), "2e-5");
+}
+
+/// sRGB (0–255) to CIELAB (D65), written out here rather than taken from a library so the
+/// palette is checked against the published formulas, not against itself.
+fn lab_of_linear([r, g, b]: [f64; 3]) -> [f64; 3] {
+    let x = 0.4124564 * r + 0.3575761 * g + 0.1804375 * b;
+    let y = 0.2126729 * r + 0.7151522 * g + 0.0721750 * b;
+    let z = 0.0193339 * r + 0.1191920 * g + 0.9503041 * b;
+    let f = |t: f64| {
+        if t > 216.0 / 24389.0 {
+            t.cbrt()
+        } else {
+            (24389.0 / 27.0 * t + 16.0) / 116.0
+        }
+    };
+    let (fx, fy, fz) = (f(x / 0.95047), f(y), f(z / 1.08883));
+    [116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)]
+}
+
+fn linear((r, g, b): (u8, u8, u8)) -> [f64; 3] {
+    let lin = |c: u8| {
+        let c = f64::from(c) / 255.0;
+        if c <= 0.04045 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    [lin(r), lin(g), lin(b)]
+}
+
+/// The colour as seen with normal vision and simulated protanopia, deuteranopia and
+/// tritanopia (Machado, Oliveira & Fernandes 2009, severity 1.0, in linear RGB).
+fn visions(c: (u8, u8, u8)) -> [[f64; 3]; 4] {
+    const M: [[[f64; 3]; 3]; 3] = [
+        [
+            [0.152286, 1.052583, -0.204868],
+            [0.114503, 0.786281, 0.099216],
+            [-0.003882, -0.048116, 1.051998],
+        ],
+        [
+            [0.367322, 0.860646, -0.227968],
+            [0.280085, 0.672501, 0.047413],
+            [-0.011820, 0.042940, 0.968881],
+        ],
+        [
+            [1.255528, -0.076749, -0.178779],
+            [-0.078411, 0.930809, 0.147602],
+            [0.004733, 0.691367, 0.303900],
+        ],
+    ];
+    let l = linear(c);
+    let mut out = [lab_of_linear(l); 4];
+    for (k, m) in M.iter().enumerate() {
+        let v = [0, 1, 2].map(|i| (0..3).map(|j| m[i][j] * l[j]).sum::<f64>().clamp(0.0, 1.0));
+        out[k + 1] = lab_of_linear(v);
+    }
+    out
+}
+
+#[test]
+fn the_palette_has_twenty_colours_apart_in_normal_and_colour_blind_vision() {
+    assert!(PALETTE.len() >= 20);
+    let seen: Vec<[[f64; 3]; 4]> = PALETTE.iter().map(|&c| visions(c)).collect();
+    for (i, a) in seen.iter().enumerate() {
+        // Visible on white and not near-black text: 28 ≤ L* ≤ 78 under normal vision.
+        let l = a[0][0];
+        assert!((27.0..=79.0).contains(&l), "colour {i}: L* {l:.1}");
+        for (j, b) in seen[..i].iter().enumerate() {
+            for (v, (x, y)) in a.iter().zip(b).enumerate() {
+                let d = x
+                    .iter()
+                    .zip(y)
+                    .map(|(p, q)| (p - q).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                assert!(d >= 15.0, "colours {j} and {i} in vision {v}: ΔE {d:.1}");
+            }
+        }
+    }
+}
+
+fn many_methods(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            if i % 4 == 3 {
+                format!("method_{i} (predecessor)")
+            } else {
+                format!("method_{i}")
+            }
+        })
+        .collect()
+}
+
+/// Figures of every panel kind with 20 methods, as a comparison draws them.
+fn twenty_method_figures() -> Vec<Figure> {
+    let names = many_methods(20);
+    let curves = |k: f64| {
+        Panel::Line(LineChart {
+            title: format!("task {k}"),
+            x_label: "env steps".into(),
+            y_label: "return".into(),
+            series: names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let pts: Vec<(f64, f64)> = (0..60)
+                        .map(|t| {
+                            let x = f64::from(t) * 1e4;
+                            (
+                                x,
+                                -150.0 + (300.0 + 5.0 * i as f64) * (1.0 - (-x / 2e5).exp()),
+                            )
+                        })
+                        .collect();
+                    Series {
+                        label: name.clone(),
+                        color: i,
+                        band: pts.iter().map(|&(x, y)| (x, y - 30.0, y + 30.0)).collect(),
+                        points: pts,
+                        style: if i % 4 == 3 {
+                            LineStyle::Dashed
+                        } else {
+                            LineStyle::Solid
+                        },
+                    }
+                })
+                .collect(),
+            hlines: vec![(200.0, "solved (200)".into())],
+            log_x: false,
+        })
+    };
+    let bars = BarChart {
+        title: "final return".into(),
+        y_label: "return".into(),
+        categories: vec![
+            "standard".into(),
+            "windy".into(),
+            "heavy".into(),
+            "average over tasks".into(),
+        ],
+        series: names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| BarSeries {
+                label: name.clone(),
+                color: i,
+                hatched: i % 4 == 3,
+                values: (0..4)
+                    .map(|t| {
+                        let v = 150.0 + 10.0 * i as f64 - 20.0 * t as f64;
+                        BarValue {
+                            value: v,
+                            lower: v - 40.0,
+                            upper: v + 40.0,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+        hlines: vec![(200.0, "solved (200)".into())],
+    };
+    let heat = Heatmap {
+        title: "P(row beats column)".into(),
+        row_labels: names.clone(),
+        col_labels: (1..=20).map(|i| format!("({i})")).collect(),
+        values: (0..20)
+            .map(|i| {
+                (0..20)
+                    .map(|j| {
+                        if i == j {
+                            f64::NAN
+                        } else {
+                            (i + j) as f64 / 40.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect(),
+    };
+    let intervals = |title: &str, row_labels: bool| {
+        Panel::Intervals(IntervalChart {
+            title: title.into(),
+            x_label: "normalised score".into(),
+            rows: names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| IntervalRow {
+                    label: name.clone(),
+                    color: i,
+                    hollow: i % 4 == 3,
+                    value: 0.5 + 0.02 * i as f64,
+                    lower: 0.4 + 0.02 * i as f64,
+                    upper: 0.7 + 0.02 * i as f64,
+                })
+                .collect(),
+            row_labels,
+            vlines: vec![(1.0, "solved".into())],
+        })
+    };
+    let scatter = ScatterChart {
+        title: "size".into(),
+        x_label: "parameters".into(),
+        y_label: "return".into(),
+        log_x: true,
+        points: names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| ScatterPoint {
+                label: name.clone(),
+                color: i,
+                hollow: i % 4 == 3,
+                x: 1e4 * (1.0 + i as f64),
+                y: 10.0 * i as f64,
+                y_lower: 10.0 * i as f64 - 5.0,
+                y_upper: 10.0 * i as f64 + 5.0,
+            })
+            .collect(),
+        hlines: vec![],
+    };
+    vec![
+        Figure {
+            title: "Learning curves of twenty methods".into(),
+            panels: vec![curves(1.0), curves(2.0), curves(3.0)],
+            columns: 3,
+        },
+        Figure {
+            title: "Final returns of twenty methods".into(),
+            panels: vec![Panel::Bars(bars.clone()), Panel::Bars(bars)],
+            columns: 2,
+        },
+        Figure {
+            title: "Improvement of twenty methods".into(),
+            panels: vec![Panel::Heatmap(heat)],
+            columns: 1,
+        },
+        Figure {
+            title: "Aggregates of twenty methods".into(),
+            panels: vec![intervals("IQM", true), intervals("mean", false)],
+            columns: 2,
+        },
+        Figure {
+            title: "Size of twenty methods".into(),
+            panels: vec![Panel::Scatter(scatter)],
+            columns: 1,
+        },
+    ]
+}
+
+#[test]
+fn no_legend_entry_covers_a_data_mark() {
+    for fig in twenty_method_figures() {
+        let l = layout(&fig).unwrap();
+        assert_eq!(l.size, image_size(&fig), "{}", fig.title);
+        assert!(
+            l.marks.len() >= 20,
+            "{}: {} marks",
+            fig.title,
+            l.marks.len()
+        );
+        let (w, h) = l.size;
+        for (label, entry) in &l.legend {
+            assert!(
+                entry.x0 >= 0 && entry.x1 < w as i32 && entry.y1 < h as i32,
+                "{}: legend entry {label} {entry:?} outside the {w}×{h} image",
+                fig.title
+            );
+            for mark in &l.marks {
+                assert!(
+                    !entry.intersects(mark),
+                    "{}: legend entry {label} {entry:?} over a mark {mark:?}",
+                    fig.title
+                );
+            }
+            for panel in &l.panels {
+                assert!(!entry.intersects(panel), "{}: legend in a panel", fig.title);
+            }
+        }
+        for (i, (_, a)) in l.legend.iter().enumerate() {
+            for (_, b) in &l.legend[..i] {
+                assert!(!a.intersects(b), "{}: legend entries overlap", fig.title);
+            }
+        }
+        // Every mark lies inside some panel (nothing drawn into the legend strip or title).
+        for mark in &l.marks {
+            assert!(
+                l.panels.iter().any(|p| p.intersects(mark)),
+                "{}: mark {mark:?} outside the panels",
+                fig.title
+            );
+        }
+    }
+    // One entry per method and one for the reference line; the heatmap has none.
+    let figs = twenty_method_figures();
+    assert_eq!(layout(&figs[0]).unwrap().legend.len(), 21);
+    assert!(layout(&figs[2]).unwrap().legend.is_empty());
+}
+
+/// Every `font-size` in an SVG, in CSS pixels at the image's size (plotters writes the PNG's
+/// text scale / 1.24, so the PNG's text is larger still).
+fn svg_font_sizes(svg: &str) -> Vec<f64> {
+    svg.split("font-size=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().parse::<f64>().unwrap())
+        .collect()
+}
+
+#[test]
+fn text_is_never_small_and_labels_are_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    for (k, fig) in twenty_method_figures().iter().enumerate() {
+        if let Some(keep) = std::env::var_os("BRC_PLOT_KEEP") {
+            save_figure(fig, &Path::new(&keep).join(format!("test_twenty_{k}"))).unwrap();
+        }
+        let [_, svg] = save_figure(fig, &dir.path().join(format!("f{k}"))).unwrap();
+        let svg = std::fs::read_to_string(svg).unwrap();
+        let sizes = svg_font_sizes(&svg);
+        assert!(sizes.len() > 20, "{}: {} texts", fig.title, sizes.len());
+        for s in sizes {
+            assert!(s >= 11.0, "{}: text of {s:.2} px", fig.title);
+        }
+        assert!(!svg.contains('…'), "{}: a label was cut", fig.title);
+    }
+    // The longest method name appears whole as a heatmap row label, in the legend and on
+    // the interval chart's axis; the long category wraps into whole words.
+    let figs = twenty_method_figures();
+    for fig in &figs[1..4] {
+        let [_, svg] = save_figure(fig, &dir.path().join("whole")).unwrap();
+        let svg = std::fs::read_to_string(svg).unwrap();
+        assert!(
+            svg.contains(">\nmethod_19 (predecessor)\n<"),
+            "{}",
+            fig.title
+        );
+    }
+    let [_, svg] = save_figure(&figs[1], &dir.path().join("bars")).unwrap();
+    let svg = std::fs::read_to_string(svg).unwrap();
+    // plotters writes each text element's content on its own line.
+    assert!(
+        svg.contains(">\naverage over tasks\n<") || svg.contains(">\naverage over\n<"),
+        "category label"
+    );
+}
+
+#[test]
+fn hatching_stays_inside_its_bar() {
+    let r = Rect {
+        x0: 10,
+        y0: 20,
+        x1: 30,
+        y1: 80,
+    };
+    let segments = render::hatch_segments(r, 6);
+    // Lines start every 6 px over d ∈ [−60, 20]: 14 of them, less the one at d = −60 that
+    // only touches the top-left corner; each at 45°.
+    assert_eq!(segments.len(), 13);
+    for ((ax, ay), (bx, by)) in segments {
+        for (x, y) in [(ax, ay), (bx, by)] {
+            assert!((r.x0..=r.x1).contains(&x) && (r.y0..=r.y1).contains(&y));
+        }
+        assert_eq!(bx - ax, ay - by, "45°");
+    }
+}
+
+#[test]
+fn other_projects_rows_are_drawn_differently() {
+    // A filled bar covers its area in the exact palette colour; a hatched one only its
+    // outline and hatch lines, over a pale fill.
+    let mut b = bars();
+    let fig = |b: &BarChart| Figure {
+        title: "hatch".into(),
+        panels: vec![Panel::Bars(b.clone())],
+        columns: 1,
+    };
+    let filled = count(&save_and_check(&fig(&b)), rgb(1));
+    b.series[1].hatched = true;
+    let hatched = count(&save_and_check(&fig(&b)), rgb(1));
+    assert!(
+        hatched > 100 && hatched * 2 < filled,
+        "{hatched} vs {filled}"
+    );
+    // A dashed curve leaves gaps: fewer pixels of its colour than the solid one.
+    let mut c = learning_curves();
+    c.series.retain(|s| s.style == LineStyle::Solid);
+    for s in &mut c.series {
+        s.band.clear();
+    }
+    let line = |c: &LineChart| Figure {
+        title: "dash".into(),
+        panels: vec![Panel::Line(c.clone())],
+        columns: 1,
+    };
+    let solid = count(&save_and_check(&line(&c)), rgb(1));
+    c.series[1].style = LineStyle::Dashed;
+    let dashed = count(&save_and_check(&line(&c)), rgb(1));
+    assert!(dashed > 50 && dashed < solid, "{dashed} vs {solid}");
+}
+
+#[test]
+fn twenty_bar_series_show_twenty_palette_colours() {
+    let figs = twenty_method_figures();
+    let pixels = save_and_check(&figs[1]);
+    for c in 0..20 {
+        // Filled bars cover thousands of pixels; hatched ones their outline and hatching.
+        let n = count(&pixels, rgb(c));
+        assert!(n > 200, "colour {c}: {n} pixels");
+    }
 }
