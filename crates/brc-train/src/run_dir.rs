@@ -50,6 +50,11 @@ impl RunDir {
     pub fn checkpoints(&self) -> PathBuf {
         self.root.join("checkpoints")
     }
+    /// The lock file a sweep executor holds while it trains this run (`brc sweep`); training
+    /// itself leaves it alone.
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("run.lock")
+    }
     /// The checkpoint called `name` (`ep<N>`, `best`, `final`): a directory.
     pub fn checkpoint(&self, name: &str) -> PathBuf {
         self.checkpoints().join(name)

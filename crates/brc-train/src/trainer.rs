@@ -51,6 +51,17 @@ pub enum TrainError {
     /// The run's config is invalid.
     #[error(transparent)]
     Config(#[from] crate::ConfigError),
+    /// A stop was requested (SIGTERM / SIGINT): the run finished its current episode and saved
+    /// a checkpoint that `--resume` continues from, to the same metrics as an uninterrupted run.
+    #[error("interrupted after episode {episodes} of {total}: checkpoint saved to {}; resume to continue", checkpoint.display())]
+    Interrupted {
+        /// Episodes done (and in the checkpoint).
+        episodes: usize,
+        /// Episodes of the whole run.
+        total: usize,
+        /// The checkpoint to resume from.
+        checkpoint: PathBuf,
+    },
     /// The loss became NaN or infinite.
     #[error("non-finite loss ({loss}) in episode {episode}; checkpoint saved to {checkpoint}")]
     NonFiniteLoss {
@@ -81,12 +92,21 @@ pub struct TrainOptions {
     pub resume: bool,
 }
 
-/// Receives progress events (the CLI draws a progress bar from them).
+/// Receives progress events (the CLI draws a progress bar from them) and may ask the run to
+/// stop at the end of the current episode.
 pub trait Progress {
+    /// Before the first episode: training starts at `first_episode` (> 0 when resumed) of
+    /// `total`.
+    fn start(&mut self, _first_episode: usize, _total: usize) {}
     /// After each training episode; `total` is the number of episodes of the run.
     fn episode(&mut self, _record: &EpisodeRecord, _total: usize) {}
     /// After each evaluation.
     fn evaluation(&mut self, _record: &EvalRecord) {}
+    /// Asked after each episode: `true` makes the run save a checkpoint and return
+    /// [`TrainError::Interrupted`] (the CLI answers `true` after SIGTERM or SIGINT).
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// Ignores all events.
@@ -251,6 +271,7 @@ pub fn train(
         agent = %agent.kind(), params = agent.num_params(), episodes = total,
         dir = %dir.root().display(), "training"
     );
+    progress.start(state.episodes_done, total);
     for episode in state.episodes_done..total {
         let task = episode % n_tasks;
         let spec = &tasks[task];
@@ -390,6 +411,18 @@ pub fn train(
             let path = dir.checkpoint(&format!("ep{done}"));
             save_checkpoint(agent.as_ref(), &state, replay, &path)?;
         }
+        if progress.stop_requested() {
+            // Always with the replay buffer: it is what makes the resumed run exact.
+            logs.flush(&dir)?;
+            state.wall_seconds = elapsed(&start);
+            let checkpoint = dir.checkpoint(&format!("ep{done}"));
+            save_checkpoint(agent.as_ref(), &state, Some(&buffer), &checkpoint)?;
+            return Err(TrainError::Interrupted {
+                episodes: done,
+                total,
+                checkpoint,
+            });
+        }
     }
     let wall_seconds = elapsed(&start);
 
@@ -467,7 +500,7 @@ fn read_state(file: &Path) -> Result<TrainerState, TrainError> {
 }
 
 /// The `ep<N>` checkpoint with the largest N.
-fn newest_checkpoint(dir: &RunDir) -> Result<PathBuf, TrainError> {
+pub(crate) fn newest_checkpoint(dir: &RunDir) -> Result<PathBuf, TrainError> {
     let root = dir.checkpoints();
     let newest = std::fs::read_dir(&root)
         .map_err(io(&root))?
@@ -511,15 +544,31 @@ fn truncate_log<T: Serialize + serde::de::DeserializeOwned>(
     Ok(kept)
 }
 
+/// Makes `dir` an empty run directory. Its lock file (a sweep executor's, see
+/// [`RunDir::lock`]) neither counts as content nor is removed: the executor holding it keeps it.
 pub(crate) fn prepare_dir(dir: &RunDir, force: bool) -> Result<(), TrainError> {
     let root = dir.root();
     if root.exists() {
-        let empty = std::fs::read_dir(root).map_err(io(root))?.next().is_none();
-        if !empty {
+        let lock = dir.lock();
+        let mut contents = Vec::new();
+        for entry in std::fs::read_dir(root).map_err(io(root))? {
+            let entry = entry.map_err(io(root))?;
+            let is_dir = entry.file_type().map_err(io(root))?.is_dir();
+            if entry.path() != lock {
+                contents.push((entry.path(), is_dir));
+            }
+        }
+        if !contents.is_empty() {
             if !force {
                 return Err(TrainError::RunExists(root.to_path_buf()));
             }
-            std::fs::remove_dir_all(root).map_err(io(root))?;
+            for (path, is_dir) in contents {
+                if is_dir {
+                    std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                } else {
+                    std::fs::remove_file(&path).map_err(io(&path))?;
+                }
+            }
         }
     }
     std::fs::create_dir_all(dir.checkpoints()).map_err(io(root))
