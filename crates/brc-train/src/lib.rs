@@ -3,6 +3,7 @@
 //!
 //! One loop trains every agent: episode i runs task i mod n; each env step is stored in the
 //! replay buffer and followed by the agent's updates once enough transitions are there.
+//! [`sweep`] runs many such runs from one sweep file, on a local process pool or on Slurm.
 
 pub mod bench;
 pub mod config;
@@ -12,6 +13,7 @@ mod publish;
 mod records;
 mod run_dir;
 mod seeds;
+pub mod sweep;
 mod trainer;
 
 pub use config::{load_config, parse_config, ConfigError, RunConfig};

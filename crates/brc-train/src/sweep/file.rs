@@ -1,0 +1,192 @@
+//! The sweep file (TOML) and its expansion into runs: every (config, grid point, seed).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{SweepError, SweepRun};
+use crate::config::{load_config, ConfigError};
+
+/// The sweep file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    /// Where the runs go, relative to the sweep file's directory (or absolute).
+    output_dir: PathBuf,
+    /// `[0, 1, 2]` or `"0..3"`.
+    seeds: Seeds,
+    /// Run configs, relative to the sweep file's directory (or absolute).
+    configs: Vec<PathBuf>,
+    /// Overrides applied to every run, exactly like `--set key=value`.
+    #[serde(default)]
+    set: toml::Table,
+    /// Overrides with several values: every combination, for every config.
+    #[serde(default)]
+    grid: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Seeds {
+    List(Vec<u64>),
+    Range(String),
+}
+
+/// Keys the sweep itself decides; `[set]` and `[grid]` may not touch them.
+const SWEEP_KEYS: [&str; 2] = ["run.seed", "run.output_dir"];
+
+/// The sweep file at `path`, expanded and validated: the output directory (resolved against the
+/// file's directory) and the runs in index order. Seeds vary slowest, so adding seeds appends
+/// runs without renumbering the earlier ones; within a seed, configs in file order and grid
+/// points in order (keys sorted, values in file order).
+pub(super) fn expand(path: &Path) -> Result<(PathBuf, Vec<SweepRun>), SweepError> {
+    let bad = |message: String| SweepError::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let file: SweepFile = toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let output_dir = base.join(&file.output_dir);
+    let seeds = seeds(&file.seeds).map_err(bad)?;
+    if file.configs.is_empty() {
+        return Err(bad("configs: at least one config is needed".into()));
+    }
+    for key in file.set.keys().chain(file.grid.keys()) {
+        if SWEEP_KEYS.contains(&key.as_str()) {
+            return Err(bad(format!(
+                "{key}: set by the sweep (seeds and output_dir), not by [set] or [grid]"
+            )));
+        }
+    }
+    let set: Vec<(String, String)> = file
+        .set
+        .iter()
+        .map(|(k, v)| (format!("{k}={v}"), format!("{} [set] {k} = {v}", path.display())))
+        .collect();
+    let points = grid_points(&file.grid).map_err(bad)?;
+
+    // Validate every (config, grid point) once; seeds only change run.seed.
+    let mut methods = Vec::new();
+    for (c, config_file) in file.configs.iter().enumerate() {
+        let config_path = base.join(config_file);
+        for point in &points {
+            let grid: Vec<(String, String)> = point
+                .iter()
+                .map(|(k, v)| {
+                    let origin = format!("{} [grid] {k} = {v}", path.display());
+                    (format!("{k}={v}"), origin)
+                })
+                .collect();
+            let overrides: Vec<String> = set.iter().chain(&grid).map(|(o, _)| o.clone()).collect();
+            let config = load_config(&config_path, &overrides).map_err(|e| {
+                let origin = set
+                    .iter()
+                    .chain(&grid)
+                    .find(|(o, _)| e.origin == format!("--set {o}"))
+                    .map_or_else(|| e.origin.clone(), |(_, origin)| origin.clone());
+                SweepError::Config {
+                    sweep: path.to_path_buf(),
+                    entry: format!("configs[{c}]"),
+                    source: ConfigError { origin, ..e },
+                }
+            })?;
+            let label: Vec<String> = point.iter().map(|(k, v)| format!("{k}={}", plain(v))).collect();
+            let mut dir = PathBuf::from(&config.run.name);
+            let mut method = config.run.name.clone();
+            if !label.is_empty() {
+                dir.push(label.join(",").replace(['/', '\\'], "_"));
+                method = format!("{method} {}", label.join(","));
+            }
+            methods.push((config_file.clone(), dir, method, point.clone(), config));
+        }
+    }
+    let mut runs = Vec::new();
+    for &seed in &seeds {
+        for (config_file, dir, method, point, config) in &methods {
+            let mut config = config.clone();
+            config.run.seed = seed;
+            runs.push(SweepRun {
+                index: runs.len(),
+                dir: dir.join(format!("seed-{seed}")),
+                method: method.clone(),
+                config_file: config_file.clone(),
+                seed,
+                grid: point.iter().map(|(k, v)| (k.clone(), plain(v))).collect(),
+                config,
+            });
+        }
+    }
+    let mut seen: BTreeMap<&Path, usize> = BTreeMap::new();
+    for run in &runs {
+        if let Some(first) = seen.insert(&run.dir, run.index) {
+            return Err(bad(format!(
+                "runs {first} and {} would share the directory {} (give the configs different run.name values)",
+                run.index,
+                run.dir.display()
+            )));
+        }
+    }
+    Ok((output_dir, runs))
+}
+
+/// The seeds of `seeds = [..]` or `seeds = "a..b"`: at least one, no repeats.
+fn seeds(seeds: &Seeds) -> Result<Vec<u64>, String> {
+    let list = match seeds {
+        Seeds::List(list) => list.clone(),
+        Seeds::Range(s) => {
+            let range = s.split_once("..").and_then(|(a, b)| {
+                Some(a.trim().parse::<u64>().ok()?..b.trim().parse::<u64>().ok()?)
+            });
+            range
+                .ok_or_else(|| format!("seeds = {s:?}: expected a list or \"A..B\", e.g. \"0..5\""))?
+                .collect()
+        }
+    };
+    if list.is_empty() {
+        return Err("seeds: at least one seed is needed".into());
+    }
+    for (i, s) in list.iter().enumerate() {
+        if list[..i].contains(s) {
+            return Err(format!("seeds: seed {s} is listed twice"));
+        }
+    }
+    Ok(list)
+}
+
+/// Every combination of the grid's values (keys sorted); one empty point without a grid.
+fn grid_points(grid: &toml::Table) -> Result<Vec<Vec<(String, toml::Value)>>, String> {
+    let mut points: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+    let mut keys: Vec<&String> = grid.keys().collect();
+    keys.sort();
+    for key in keys {
+        let values = match &grid[key] {
+            toml::Value::Array(values) if !values.is_empty() => values,
+            other => {
+                return Err(format!(
+                    "[grid] {key} = {other}: expected a non-empty list of values"
+                ))
+            }
+        };
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut p = p.clone();
+                    p.push((key.clone(), v.clone()));
+                    p
+                })
+            })
+            .collect();
+    }
+    Ok(points)
+}
+
+/// A grid value as it reads in a directory name: strings without quotes.
+fn plain(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

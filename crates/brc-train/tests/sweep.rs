@@ -1,0 +1,272 @@
+//! Sweeps without Slurm: expansion, the stored run list, locks, failures, interruption and
+//! resume (the process pool and the CLI are tested in brc-cli).
+
+use std::path::{Path, PathBuf};
+
+use brc_train::sweep::{execute_run, RunLock, RunOutcome, RunStatus, Sweep, SweepError};
+use brc_train::{EpisodeRecord, EvalRecord, Progress, TrainError};
+
+fn smoke_config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs/smoke.toml")
+        .display()
+        .to_string()
+}
+
+/// A sweep file in `dir` over the smoke config.
+fn sweep_file(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("sweep.toml");
+    let text = format!(
+        "output_dir = \"out\"\nconfigs = [{:?}]\n{body}",
+        smoke_config()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Lines of a JSONL file without the wall-clock field.
+fn records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("wall_seconds");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn a_sweep_expands_configs_grid_and_seeds_into_stable_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(
+        tmp.path(),
+        "seeds = \"3..5\"\n[set]\n\"evaluation.final_episodes\" = 1\n[grid]\n\"agent.lr\" = [3e-4, 1e-4]\n",
+    );
+    let sweep = Sweep::open(&file, false).unwrap();
+    assert_eq!(sweep.output_dir, tmp.path().join("out"));
+    let dirs: Vec<String> = sweep.runs.iter().map(|r| r.dir.display().to_string()).collect();
+    // Seeds vary slowest, so more seeds append runs.
+    assert_eq!(
+        dirs,
+        [
+            "smoke/agent.lr=0.0003/seed-3",
+            "smoke/agent.lr=0.0001/seed-3",
+            "smoke/agent.lr=0.0003/seed-4",
+            "smoke/agent.lr=0.0001/seed-4",
+        ]
+    );
+    for (i, r) in sweep.runs.iter().enumerate() {
+        assert_eq!(r.index, i);
+        assert_eq!(r.config.evaluation.final_episodes, 1);
+        assert_eq!(r.config.run.seed, [3, 3, 4, 4][i]);
+    }
+    let brc_agents::AgentConfig::Brc(agent) = &sweep.runs[1].config.agent else {
+        panic!("the smoke config is a BRC agent");
+    };
+    assert_eq!(agent.lr, 1e-4);
+    let methods: Vec<&str> = sweep.methods().iter().map(|(m, _)| *m).collect();
+    assert_eq!(methods, ["smoke agent.lr=0.0003", "smoke agent.lr=0.0001"]);
+    assert!(tmp.path().join("out/runs.json").is_file());
+    for r in &sweep.runs {
+        assert_eq!(sweep.state(r).status, RunStatus::Pending);
+    }
+}
+
+#[test]
+fn a_changed_sweep_file_is_refused_unless_forced_but_more_seeds_extend_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(tmp.path(), "seeds = [0, 1]\n[set]\n\"agent.lr\" = 3e-4\n");
+    Sweep::open(&file, false).unwrap();
+    let list = tmp.path().join("out/runs.json");
+    let before = std::fs::read(&list).unwrap();
+
+    sweep_file(tmp.path(), "seeds = [0, 1]\n[set]\n\"agent.lr\" = 1e-3\n");
+    let e = Sweep::open(&file, false).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, SweepError::Changed { .. }), "{msg}");
+    assert!(msg.contains("run 0 (smoke/seed-0): agent.lr would change from 0.0003 to 0.001"), "{msg}");
+    assert!(msg.contains("--force"), "{msg}");
+    assert_eq!(std::fs::read(&list).unwrap(), before, "a refused sweep leaves the list");
+
+    sweep_file(tmp.path(), "seeds = [1, 0]\n[set]\n\"agent.lr\" = 3e-4\n");
+    let msg = Sweep::open(&file, false).unwrap_err().to_string();
+    assert!(msg.contains("run 0 would be smoke/seed-1 instead of smoke/seed-0"), "{msg}");
+
+    sweep_file(tmp.path(), "seeds = [0]\n[set]\n\"agent.lr\" = 3e-4\n");
+    let msg = Sweep::open(&file, false).unwrap_err().to_string();
+    assert!(msg.contains("run 1 (smoke/seed-1) would be dropped"), "{msg}");
+
+    sweep_file(tmp.path(), "seeds = [0, 1, 2]\n[set]\n\"agent.lr\" = 3e-4\n");
+    assert_eq!(Sweep::open(&file, false).unwrap().runs.len(), 3);
+
+    sweep_file(tmp.path(), "seeds = [0]\n[set]\n\"agent.lr\" = 1e-3\n");
+    assert_eq!(Sweep::open(&file, true).unwrap().runs.len(), 1);
+    assert_eq!(Sweep::open(&file, false).unwrap().runs.len(), 1);
+}
+
+#[test]
+fn bad_sweep_files_are_one_line_errors_naming_the_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (body, expected) in [
+        ("seeds = [0]\nsead = 1\n", "unknown field `sead`"),
+        ("seeds = []\n", "at least one seed"),
+        ("seeds = \"5\"\n", "expected a list or \"A..B\""),
+        ("seeds = [1, 1]\n", "seed 1 is listed twice"),
+        (
+            "seeds = [0]\n[set]\n\"training.batch_sise\" = 3\n",
+            "[set] training.batch_sise = 3: training.batch_sise: unknown key",
+        ),
+        (
+            "seeds = [0]\n[grid]\n\"agent.num_atoms\" = [11, 1]\n",
+            "[grid] agent.num_atoms = 1: agent.num_atoms = 1: must be ≥ 2",
+        ),
+        ("seeds = [0]\n[grid]\n\"agent.lr\" = 3e-4\n", "expected a non-empty list"),
+        ("seeds = [0]\n[set]\n\"run.seed\" = 3\n", "run.seed: set by the sweep"),
+        (
+            "seeds = [0]\n[grid]\n\"agent.hidden_dim\" = [32, 32]\n",
+            "would share the directory smoke/agent.hidden_dim=32/seed-0",
+        ),
+    ] {
+        let file = sweep_file(tmp.path(), body);
+        let msg = Sweep::open(&file, true).unwrap_err().to_string();
+        assert!(msg.contains(expected), "{body}: {msg}");
+        assert!(msg.contains("sweep.toml"), "{body}: {msg}");
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+    }
+    let file = tmp.path().join("sweep.toml");
+    std::fs::write(&file, "output_dir = \"o\"\nseeds = [0]\nconfigs = [\"missing.toml\"]\n")
+        .unwrap();
+    let msg = Sweep::open(&file, true).unwrap_err().to_string();
+    assert!(msg.contains("configs[0]") && msg.contains("missing.toml"), "{msg}");
+}
+
+#[test]
+fn the_lock_is_exclusive_and_a_dead_holders_lock_is_taken_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("run.lock");
+    let lock = RunLock::acquire(&path).unwrap().expect("a free lock is taken");
+    let who = RunLock::acquire(&path).unwrap().expect_err("a held lock is refused");
+    assert!(who.contains(&format!("pid {}", std::process::id())), "{who}");
+    drop(lock);
+    assert!(!path.exists(), "releasing removes the file");
+
+    // A lock left by a process that is gone (same host) is stale.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let stale = format!("{{\"host\":{:?},\"pid\":{dead}}}", host.trim());
+    std::fs::write(&path, &stale).unwrap();
+    let lock = RunLock::acquire(&path).unwrap().expect("a stale lock is taken over");
+    assert_ne!(std::fs::read_to_string(&path).unwrap(), stale);
+    drop(lock);
+
+    // Another host's lock with a fresh heartbeat is honoured; an old one is stale.
+    std::fs::write(&path, "{\"host\":\"node-elsewhere\",\"pid\":1}").unwrap();
+    let who = RunLock::acquire(&path).unwrap().unwrap_err();
+    assert_eq!(who, "node-elsewhere pid 1");
+    let old = std::time::SystemTime::now() - brc_train::sweep::STALE_AFTER * 2;
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    assert!(RunLock::acquire(&path).unwrap().is_ok());
+}
+
+/// Asks the run to stop after `after` episodes, as SIGTERM does.
+struct StopAfter(usize, usize);
+
+impl Progress for StopAfter {
+    fn episode(&mut self, _: &EpisodeRecord, _: usize) {
+        self.1 += 1;
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.1 >= self.0
+    }
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_uninterrupted_metrics_and_is_then_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(tmp.path(), "seeds = [0]\n");
+    let sweep = Sweep::open(&file, false).unwrap();
+    let dir = sweep.run_dir(&sweep.runs[0]);
+
+    // Stop after episode 4: not at a checkpoint interval (3) nor an evaluation.
+    match execute_run(&sweep, 0, &mut StopAfter(4, 0)) {
+        Err(SweepError::Train {
+            source: TrainError::Interrupted { episodes, .. },
+            ..
+        }) => assert_eq!(episodes, 4),
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+    assert_eq!(sweep.state(&sweep.runs[0]).status, RunStatus::Unfinished);
+    assert!(!dir.join("run.lock").exists(), "the lock goes with the executor");
+    match execute_run(&sweep, 0, &mut ()).unwrap() {
+        RunOutcome::Trained { resumed, summary } => {
+            assert!(resumed);
+            assert_eq!(summary.episodes, 6);
+        }
+        other => panic!("expected training, got {other:?}"),
+    }
+    assert_eq!(sweep.state(&sweep.runs[0]).status, RunStatus::Done);
+
+    let whole = tmp.path().join("whole");
+    let opts = brc_train::TrainOptions {
+        run_dir: whole.clone(),
+        force: false,
+        resume: false,
+    };
+    brc_train::train(&sweep.runs[0].config, &opts, &mut ()).unwrap();
+    for log in ["episodes.jsonl", "evals.jsonl", "conflict.jsonl"] {
+        assert_eq!(records(&dir.join(log)), records(&whole.join(log)), "{log}");
+    }
+    let evals: Vec<EvalRecord> = std::fs::read_to_string(dir.join("evals.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(evals.last().unwrap().is_final);
+
+    // Done: nothing is rewritten.
+    let summary = dir.join("summary.json");
+    let stamp = std::fs::metadata(&summary).unwrap().modified().unwrap();
+    assert!(matches!(
+        execute_run(&sweep, 0, &mut ()).unwrap(),
+        RunOutcome::AlreadyDone
+    ));
+    assert_eq!(std::fs::metadata(&summary).unwrap().modified().unwrap(), stamp);
+
+    // A run another executor holds is left alone.
+    let lock = RunLock::acquire(&dir.join("run.lock")).unwrap().unwrap();
+    std::fs::remove_file(&summary).unwrap();
+    assert!(matches!(
+        execute_run(&sweep, 0, &mut ()).unwrap(),
+        RunOutcome::Busy(_)
+    ));
+    assert!(sweep.state(&sweep.runs[0]).running.is_some());
+    drop(lock);
+}
+
+#[test]
+fn a_failed_run_is_marked_failed_with_its_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(
+        tmp.path(),
+        "seeds = [0]\n[set]\n\"training.episodes_per_task\" = 3\n[grid]\n\"agent.lr\" = [1e30]\n",
+    );
+    let sweep = Sweep::open(&file, false).unwrap();
+    let e = execute_run(&sweep, 0, &mut ()).unwrap_err();
+    assert!(e.to_string().contains("non-finite loss"), "{e}");
+    let state = sweep.state(&sweep.runs[0]);
+    assert_eq!(state.status, RunStatus::Failed);
+    assert!(state.error.unwrap().contains("non-finite loss"));
+    assert!(matches!(
+        execute_run(&sweep, 7, &mut ()),
+        Err(SweepError::NoSuchRun { index: 7, count: 1 })
+    ));
+}
