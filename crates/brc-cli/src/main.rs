@@ -6,13 +6,18 @@ mod env_cmd;
 mod evaluate_cmd;
 mod import_cmd;
 mod info_cmd;
+mod progress;
 mod publish_cmd;
 mod report_cmd;
+mod signals;
+mod sweep_cmd;
 mod train_cmd;
 mod watch;
 
 use std::process::ExitCode;
 
+use brc_train::sweep::INTERRUPTED_EXIT;
+use brc_train::TrainError;
 use clap::{Parser, Subcommand};
 
 // candle allocates a fresh buffer per tensor op; glibc's malloc hands large freed blocks back
@@ -52,6 +57,9 @@ enum Command {
     Publish(publish_cmd::PublishArgs),
     /// Measure env, replay, agent and training-loop throughput (one thread, release build).
     Bench(bench_cmd::BenchArgs),
+    /// Many runs (configs × grid × seeds) from one sweep file: on this machine or on Slurm.
+    #[command(subcommand)]
+    Sweep(sweep_cmd::SweepCommand),
 }
 
 /// mimalloc's `mi_option_purge_delay` (v2 API, value 15): how long freed memory stays
@@ -89,13 +97,29 @@ fn main() -> ExitCode {
         Command::Publish(args) => publish_cmd::run(args),
         Command::Analyze(args) => report_cmd::run_analyze(args),
         Command::Compare(args) => report_cmd::run_compare(args),
+        Command::Sweep(cmd) => sweep_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            // One line naming the problem and its causes; bad input exits with 2.
+            // One line naming the problem and its causes; bad input exits with 2, a run
+            // stopped by SIGTERM / SIGINT after its checkpoint with 75 (resumable).
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            if interrupted(&e) {
+                ExitCode::from(INTERRUPTED_EXIT as u8)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
+}
+
+/// Whether `e` is a run that stopped on a signal after writing its checkpoint.
+fn interrupted(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<TrainError>(),
+            Some(TrainError::Interrupted { .. })
+        )
+    })
 }

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use brc_train::{
-    load_config, train, EpisodeRecord, EvalRecord, Progress, RunConfig, Summary, TrainOptions,
-};
+use brc_train::{load_config, train, RunConfig, Summary, TrainOptions};
 use clap::Args;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
+
+use crate::progress::{multi, RunProgress};
+use crate::signals;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -63,48 +63,8 @@ fn parse_range(s: &str) -> Result<Range<u64>, String> {
     Ok(a..b)
 }
 
-/// Draws one progress bar per run.
-struct Bar {
-    bar: ProgressBar,
-    last: Vec<Option<f64>>,
-    names: Vec<String>,
-}
-
-impl Progress for Bar {
-    fn episode(&mut self, r: &EpisodeRecord, total: usize) {
-        self.bar.set_length(total as u64);
-        self.bar.set_position(r.episode as u64 + 1);
-        self.last[r.task_id] = Some(r.episode_return);
-        let returns: Vec<String> = self
-            .names
-            .iter()
-            .zip(&self.last)
-            .map(|(n, v)| format!("{n} {}", v.map_or("-".into(), |v| format!("{v:.0}"))))
-            .collect();
-        let rate = r.updates as f64 / r.wall_seconds.max(1e-9);
-        self.bar.set_message(format!(
-            "{} | ε {:.3} | {rate:.0} upd/s",
-            returns.join(" "),
-            r.epsilon
-        ));
-    }
-
-    fn evaluation(&mut self, r: &EvalRecord) {
-        let kind = if r.is_final { "final eval" } else { "eval" };
-        self.bar.println(format!(
-            "{kind} after {} episodes: average {:.1} ({})",
-            r.after_episode,
-            r.average,
-            r.mean_return
-                .iter()
-                .map(|(k, v)| format!("{k} {v:.1}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-}
-
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    signals::install()?;
     if let Some(dir) = &args.resume {
         let config = load_config(&dir.join("config.toml"), &[])
             .with_context(|| format!("{} is not a run directory", dir.display()))?;
@@ -113,13 +73,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             force: false,
             resume: true,
         };
-        let mut progress = progress_bar(
-            &config,
-            &MultiProgress::with_draw_target(draw_target(args.quiet)),
-        );
+        let mut progress = RunProgress::new(&config, dir, &multi(args.quiet), args.quiet);
         let summary = with_threads(args.threads, || {
             train(&config, &opts, &mut progress).map_err(anyhow::Error::from)
         })?;
+        progress.finish(&summary);
         return report(&[summary], &config, args.json);
     }
     let config_path = args
@@ -160,9 +118,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         }
     }
 
-    let multi = MultiProgress::with_draw_target(draw_target(args.quiet));
+    let multi = multi(args.quiet);
     let train_one = |(config, dir): &(RunConfig, PathBuf)| -> Result<Summary> {
-        let mut progress = progress_bar(config, &multi);
+        let mut progress = RunProgress::new(config, dir, &multi, args.quiet);
         let opts = TrainOptions {
             run_dir: dir.clone(),
             force: args.force,
@@ -172,7 +130,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             train(config, &opts, &mut progress).map_err(anyhow::Error::from)
         })
         .with_context(|| format!("run {}", dir.display()))?;
-        progress.bar.finish();
+        progress.finish(&summary);
         Ok(summary)
     };
     let summaries: Vec<Summary> = if runs.len() == 1 {
@@ -202,28 +160,6 @@ where
         .build()
         .context("cannot start the compute threads")?
         .install(f)
-}
-
-fn draw_target(quiet: bool) -> ProgressDrawTarget {
-    if quiet {
-        ProgressDrawTarget::hidden()
-    } else {
-        ProgressDrawTarget::stderr()
-    }
-}
-
-fn progress_bar(config: &RunConfig, multi: &MultiProgress) -> Bar {
-    let style =
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} ep  ETA {eta}  {msg}")
-            .expect("valid template")
-            .progress_chars("=> ");
-    let bar = multi.add(ProgressBar::new(0).with_style(style));
-    bar.set_prefix(format!("{} seed {}", config.run.name, config.run.seed));
-    Bar {
-        bar,
-        last: vec![None; config.tasks.len()],
-        names: config.task_names(),
-    }
 }
 
 fn report(summaries: &[Summary], config: &RunConfig, json: bool) -> Result<ExitCode> {
