@@ -68,6 +68,9 @@ enum Command {
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`brc evaluate --json | head`)
+    // panicked; with the default disposition brc ends quietly, as the Unix tools do.
+    sigpipe::reset();
     // SAFETY: sets a plain integer option of the allocator; valid at any time.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     // One compute thread per run: candle's ops at these sizes only slow down with more
