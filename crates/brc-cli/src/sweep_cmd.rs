@@ -366,14 +366,14 @@ fn status(args: PlanArgs) -> Result<ExitCode> {
     let line = |c: &BTreeMap<&str, usize>| {
         names
             .iter()
-            .map(|n| format!("{:>10}", c[n]))
+            .map(|n| format!("{:>12}", c[n]))
             .collect::<String>()
     };
     let width = methods.iter().map(|(m, _)| m.len()).max().unwrap_or(6).max(6);
     println!(
         "{:<width$}{}",
         "method",
-        names.iter().map(|n| format!("{n:>10}")).collect::<String>()
+        names.iter().map(|n| format!("{n:>12}")).collect::<String>()
     );
     for (m, c) in &methods {
         println!("{m:<width$}{}", line(c));

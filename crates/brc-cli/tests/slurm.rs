@@ -74,7 +74,7 @@ fn submit(file: &str) -> String {
 }
 
 /// Episodes of the long runs; the short ones train the smoke config's 2 per task.
-const LONG: usize = 300;
+const LONG: usize = 150;
 
 #[test]
 fn a_sweep_runs_as_a_slurm_job_array_and_a_cancelled_task_resumes() {
@@ -149,6 +149,17 @@ fn a_sweep_runs_as_a_slurm_job_array_and_a_cancelled_task_resumes() {
     let second = log(&job2);
     assert!(second.contains("resuming after episode"), "{second}");
     assert_eq!(statuses(file), ["done"; 4]);
+    for (index, per_task) in [(0, 2), (1, LONG), (2, 2), (3, LONG)] {
+        let dir = out.join(format!(
+            "smoke/training.episodes_per_task={per_task}/seed-{}",
+            index / 2
+        ));
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(summary["episodes"], 3 * per_task, "run {index}");
+        assert_eq!(summary["seed"], index / 2, "run {index}");
+    }
     let episodes = std::fs::read_to_string(long_dir(cancelled / 2).join("episodes.jsonl")).unwrap();
     let numbers: Vec<u64> = episodes
         .lines()

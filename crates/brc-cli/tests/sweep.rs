@@ -189,6 +189,8 @@ fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// SIGTERM to the pool: it passes the signal on to its child, which checkpoints and exits 75,
+/// starts no further run, and exits 75 itself; the next `sweep run` resumes.
 #[test]
 fn sigterm_checkpoints_and_the_next_sweep_run_resumes_to_the_same_metrics() {
     let tmp = tempfile::tempdir().unwrap();
@@ -197,7 +199,7 @@ fn sigterm_checkpoints_and_the_next_sweep_run_resumes_to_the_same_metrics() {
         "checkpoints.interval_episodes=3",
     ];
     let body = format!(
-        "seeds = [0]\n[set]\n{}\n",
+        "seeds = [0, 1]\n[set]\n{}\n",
         set.iter()
             .map(|s| {
                 let (k, v) = s.split_once('=').unwrap();
@@ -208,7 +210,7 @@ fn sigterm_checkpoints_and_the_next_sweep_run_resumes_to_the_same_metrics() {
     let file = sweep_file(tmp.path(), &body);
     let run = tmp.path().join("out/smoke/seed-0");
     let child = Command::new(env!("CARGO_BIN_EXE_brc"))
-        .args(["sweep", "run", &file, "--index", "0"])
+        .args(["sweep", "run", &file, "--jobs", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -224,12 +226,15 @@ fn sigterm_checkpoints_and_the_next_sweep_run_resumes_to_the_same_metrics() {
     let out = child.wait_with_output().unwrap();
     let e = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(75), "{e}");
-    assert!(e.contains("interrupted after episode"), "{e}");
-    assert_eq!(statuses(&file), ["unfinished"]);
+    assert!(e.contains("run 0 (smoke/seed-0): interrupted"), "{e}");
+    assert!(!e.contains("run 1 (smoke/seed-1): started"), "{e}");
+    let log = std::fs::read_to_string(tmp.path().join("out/logs/run-0.log")).unwrap();
+    assert!(log.contains("interrupted after episode"), "{log}");
+    assert_eq!(statuses(&file), ["unfinished", "pending"]);
 
-    let o = brc(&["sweep", "run", &file]);
+    let o = brc(&["sweep", "run", &file, "--jobs", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(statuses(&file), ["done"]);
+    assert_eq!(statuses(&file), ["done", "done"]);
     let log = std::fs::read_to_string(tmp.path().join("out/logs/run-0.log")).unwrap();
     assert!(log.contains("resuming after episode"), "{log}");
 

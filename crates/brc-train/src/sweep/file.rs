@@ -48,7 +48,7 @@ pub(super) fn expand(path: &Path) -> Result<(PathBuf, Vec<SweepRun>), SweepError
     let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
     let file: SweepFile = toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let output_dir = base.join(&file.output_dir);
+    let output_dir = lexical(&base.join(&file.output_dir));
     let seeds = seeds(&file.seeds).map_err(bad)?;
     if file.configs.is_empty() {
         return Err(bad("configs: at least one config is needed".into()));
@@ -70,7 +70,7 @@ pub(super) fn expand(path: &Path) -> Result<(PathBuf, Vec<SweepRun>), SweepError
     // Validate every (config, grid point) once; seeds only change run.seed.
     let mut methods = Vec::new();
     for (c, config_file) in file.configs.iter().enumerate() {
-        let config_path = base.join(config_file);
+        let config_path = lexical(&base.join(config_file));
         for point in &points {
             let grid: Vec<(String, String)> = point
                 .iter()
@@ -189,4 +189,27 @@ fn plain(v: &toml::Value) -> String {
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// `path` with `a/..` pairs and `.` removed without looking at the file system, so paths
+/// relative to the sweep file read as the user would write them (`results/x`, not
+/// `configs/sweeps/../../results/x`).
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
