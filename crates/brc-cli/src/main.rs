@@ -16,7 +16,7 @@ mod watch;
 
 use std::process::ExitCode;
 
-use brc_train::sweep::INTERRUPTED_EXIT;
+use brc_train::sweep::{SweepError, INTERRUPTED_EXIT};
 use brc_train::TrainError;
 use clap::{Parser, Subcommand};
 
@@ -123,6 +123,8 @@ fn interrupted(e: &anyhow::Error) -> bool {
         matches!(
             c.downcast_ref::<TrainError>(),
             Some(TrainError::Interrupted { .. })
-        )
+        ) || c
+            .downcast_ref::<SweepError>()
+            .is_some_and(SweepError::is_interrupted)
     })
 }

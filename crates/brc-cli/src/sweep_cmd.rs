@@ -141,7 +141,10 @@ fn plan(args: PlanArgs) -> Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({ "runs": runs }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "runs": runs }))?
+        );
     } else {
         println!("{:>5}  {:<10}  dir", "index", "status");
         for (r, dir, state) in &rows {
@@ -180,7 +183,12 @@ fn index_from_env(index: Option<usize>) -> Result<Option<usize>> {
 fn run_sweep(args: RunArgs) -> Result<ExitCode> {
     let stop = signals::install()?;
     let sweep = args.sweep.open()?;
-    if let Some(index) = index_from_env(args.index)? {
+    // An explicit --jobs is the pool, even inside an array task.
+    let index = match args.jobs {
+        Some(_) => None,
+        None => index_from_env(args.index)?,
+    };
+    if let Some(index) = index {
         return run_one(&sweep, index, args.quiet);
     }
     let todo: Vec<usize> = sweep
@@ -202,7 +210,8 @@ fn run_sweep(args: RunArgs) -> Result<ExitCode> {
         c.arg("sweep").arg("run").arg(&file).arg("--index");
         c.arg(index.to_string());
         // The child's index is --index, whatever array task this pool itself runs in.
-        c.env_remove("SLURM_ARRAY_TASK_ID").env_remove("JOB_COMPLETION_INDEX");
+        c.env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("JOB_COMPLETION_INDEX");
         c
     };
     eprintln!(
@@ -214,7 +223,11 @@ fn run_sweep(args: RunArgs) -> Result<ExitCode> {
     let describe = |index: usize| sweep.runs[index].dir.display().to_string();
     let events = |event: PoolEvent| match event {
         PoolEvent::Started { index, log } => {
-            eprintln!("run {index} ({}): started, log {}", describe(index), log.display())
+            eprintln!(
+                "run {index} ({}): started, log {}",
+                describe(index),
+                log.display()
+            )
         }
         PoolEvent::Finished {
             index,
@@ -291,8 +304,8 @@ fn slurm(args: SlurmArgs) -> Result<ExitCode> {
         extra: args.extra,
     };
     let brc = std::env::current_exe().context("cannot find the brc binary")?;
-    let file = std::path::absolute(&sweep.file)
-        .with_context(|| format!("{}", sweep.file.display()))?;
+    let file =
+        std::path::absolute(&sweep.file).with_context(|| format!("{}", sweep.file.display()))?;
     let script = sbatch_script(&sweep, &todo, &brc, &file, &opts);
     let path = sweep.output_dir.join("sweep.sbatch");
     write_atomic(&path, script.as_bytes()).with_context(|| format!("{}", path.display()))?;
@@ -369,7 +382,12 @@ fn status(args: PlanArgs) -> Result<ExitCode> {
             .map(|n| format!("{:>12}", c[n]))
             .collect::<String>()
     };
-    let width = methods.iter().map(|(m, _)| m.len()).max().unwrap_or(6).max(6);
+    let width = methods
+        .iter()
+        .map(|(m, _)| m.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     println!(
         "{:<width$}{}",
         "method",

@@ -52,7 +52,15 @@ fn sigint_during_train_checkpoints_exits_75_and_resume_finishes_the_run() {
 #[test]
 fn a_closed_stdout_ends_brc_quietly() {
     let mut child = brc()
-        .args(["env", "heuristic", "--task", "all", "--episodes", "3", "--json"])
+        .args([
+            "env",
+            "heuristic",
+            "--task",
+            "all",
+            "--episodes",
+            "3",
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -63,5 +71,10 @@ fn a_closed_stdout_ends_brc_quietly() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!e.contains("panicked"), "{e}");
     assert!(e.is_empty(), "{e}");
-    assert_eq!(o.status.signal(), Some(13), "killed by SIGPIPE like `seq`: {:?}", o.status);
+    assert_eq!(
+        o.status.signal(),
+        Some(13),
+        "killed by SIGPIPE like `seq`: {:?}",
+        o.status
+    );
 }

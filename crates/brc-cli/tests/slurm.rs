@@ -50,7 +50,10 @@ fn tasks(job: &str) -> Vec<(usize, String)> {
 fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -103,7 +106,9 @@ fn a_sweep_runs_as_a_slurm_job_array_and_a_cancelled_task_resumes() {
     let file = file.to_str().unwrap();
     let out = tmp.path().join("out");
     let long_dir = |seed: usize| {
-        out.join(format!("smoke/training.episodes_per_task={LONG}/seed-{seed}"))
+        out.join(format!(
+            "smoke/training.episodes_per_task={LONG}/seed-{seed}"
+        ))
     };
     // Runs 1 and 3 are the long ones (seeds vary slowest).
     let job = submit(file);
@@ -113,14 +118,20 @@ fn a_sweep_runs_as_a_slurm_job_array_and_a_cancelled_task_resumes() {
 
     // Cancel a long run's task once it is running and has a checkpoint.
     let mut cancelled = None;
-    wait_until(Duration::from_secs(300), "a long run with a checkpoint", || {
-        cancelled = tasks(&job).into_iter().find_map(|(id, state)| {
-            let dir = long_dir(id / 2);
-            (id % 2 == 1 && state == "RUNNING" && dir.join("checkpoints/ep20/trainer.json").is_file())
+    wait_until(
+        Duration::from_secs(300),
+        "a long run with a checkpoint",
+        || {
+            cancelled = tasks(&job).into_iter().find_map(|(id, state)| {
+                let dir = long_dir(id / 2);
+                (id % 2 == 1
+                    && state == "RUNNING"
+                    && dir.join("checkpoints/ep20/trainer.json").is_file())
                 .then_some(id)
-        });
-        cancelled.is_some()
-    });
+            });
+            cancelled.is_some()
+        },
+    );
     let cancelled = cancelled.unwrap();
     let o = Command::new("scancel")
         .arg(format!("{job}_{cancelled}"))
@@ -142,10 +153,15 @@ fn a_sweep_runs_as_a_slurm_job_array_and_a_cancelled_task_resumes() {
     // Resubmitted, the array holds only the unfinished run, which resumes.
     let job2 = submit(file);
     let script = std::fs::read_to_string(out.join("sweep.sbatch")).unwrap();
-    assert!(script.contains(&format!("#SBATCH --array={cancelled}\n")), "{script}");
-    wait_until(Duration::from_secs(300), "the resubmitted array to end", || {
-        tasks(&job2).is_empty()
-    });
+    assert!(
+        script.contains(&format!("#SBATCH --array={cancelled}\n")),
+        "{script}"
+    );
+    wait_until(
+        Duration::from_secs(300),
+        "the resubmitted array to end",
+        || tasks(&job2).is_empty(),
+    );
     let second = log(&job2);
     assert!(second.contains("resuming after episode"), "{second}");
     assert_eq!(statuses(file), ["done"; 4]);
@@ -163,7 +179,11 @@ fn a_sweep_runs_as_a_slurm_job_array_and_a_cancelled_task_resumes() {
     let episodes = std::fs::read_to_string(long_dir(cancelled / 2).join("episodes.jsonl")).unwrap();
     let numbers: Vec<u64> = episodes
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["episode"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["episode"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(numbers, (0..3 * LONG as u64).collect::<Vec<_>>());
     eprintln!("slurm sweep test: {:.1} s", started.elapsed().as_secs_f64());

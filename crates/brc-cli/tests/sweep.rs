@@ -177,7 +177,10 @@ fn a_failed_run_keeps_its_error_and_the_others_go_on() {
     assert!(error.contains("non-finite loss"), "{error}");
     let o = brc(&["sweep", "status", &file]);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("failed: run 0 (") && text.contains("non-finite loss"), "{text}");
+    assert!(
+        text.contains("failed: run 0 (") && text.contains("non-finite loss"),
+        "{text}"
+    );
 }
 
 /// Polls `done` until it holds or `limit` passes.

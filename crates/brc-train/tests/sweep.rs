@@ -46,7 +46,11 @@ fn a_sweep_expands_configs_grid_and_seeds_into_stable_runs() {
     );
     let sweep = Sweep::open(&file, false).unwrap();
     assert_eq!(sweep.output_dir, tmp.path().join("out"));
-    let dirs: Vec<String> = sweep.runs.iter().map(|r| r.dir.display().to_string()).collect();
+    let dirs: Vec<String> = sweep
+        .runs
+        .iter()
+        .map(|r| r.dir.display().to_string())
+        .collect();
     // Seeds vary slowest, so more seeds append runs.
     assert_eq!(
         dirs,
@@ -86,19 +90,35 @@ fn a_changed_sweep_file_is_refused_unless_forced_but_more_seeds_extend_it() {
     let e = Sweep::open(&file, false).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, SweepError::Changed { .. }), "{msg}");
-    assert!(msg.contains("run 0 (smoke/seed-0): agent.lr would change from 0.0003 to 0.001"), "{msg}");
+    assert!(
+        msg.contains("run 0 (smoke/seed-0): agent.lr would change from 0.0003 to 0.001"),
+        "{msg}"
+    );
     assert!(msg.contains("--force"), "{msg}");
-    assert_eq!(std::fs::read(&list).unwrap(), before, "a refused sweep leaves the list");
+    assert_eq!(
+        std::fs::read(&list).unwrap(),
+        before,
+        "a refused sweep leaves the list"
+    );
 
     sweep_file(tmp.path(), "seeds = [1, 0]\n[set]\n\"agent.lr\" = 3e-4\n");
     let msg = Sweep::open(&file, false).unwrap_err().to_string();
-    assert!(msg.contains("run 0 would be smoke/seed-1 instead of smoke/seed-0"), "{msg}");
+    assert!(
+        msg.contains("run 0 would be smoke/seed-1 instead of smoke/seed-0"),
+        "{msg}"
+    );
 
     sweep_file(tmp.path(), "seeds = [0]\n[set]\n\"agent.lr\" = 3e-4\n");
     let msg = Sweep::open(&file, false).unwrap_err().to_string();
-    assert!(msg.contains("run 1 (smoke/seed-1) would be dropped"), "{msg}");
+    assert!(
+        msg.contains("run 1 (smoke/seed-1) would be dropped"),
+        "{msg}"
+    );
 
-    sweep_file(tmp.path(), "seeds = [0, 1, 2]\n[set]\n\"agent.lr\" = 3e-4\n");
+    sweep_file(
+        tmp.path(),
+        "seeds = [0, 1, 2]\n[set]\n\"agent.lr\" = 3e-4\n",
+    );
     assert_eq!(Sweep::open(&file, false).unwrap().runs.len(), 3);
 
     sweep_file(tmp.path(), "seeds = [0]\n[set]\n\"agent.lr\" = 1e-3\n");
@@ -122,8 +142,14 @@ fn bad_sweep_files_are_one_line_errors_naming_the_problem() {
             "seeds = [0]\n[grid]\n\"agent.num_atoms\" = [11, 1]\n",
             "[grid] agent.num_atoms = 1: agent.num_atoms = 1: must be ≥ 2",
         ),
-        ("seeds = [0]\n[grid]\n\"agent.lr\" = 3e-4\n", "expected a non-empty list"),
-        ("seeds = [0]\n[set]\n\"run.seed\" = 3\n", "run.seed: set by the sweep"),
+        (
+            "seeds = [0]\n[grid]\n\"agent.lr\" = 3e-4\n",
+            "expected a non-empty list",
+        ),
+        (
+            "seeds = [0]\n[set]\n\"run.seed\" = 3\n",
+            "run.seed: set by the sweep",
+        ),
         (
             "seeds = [0]\n[grid]\n\"agent.hidden_dim\" = [32, 32]\n",
             "would share the directory smoke/agent.hidden_dim=32/seed-0",
@@ -136,19 +162,32 @@ fn bad_sweep_files_are_one_line_errors_naming_the_problem() {
         assert_eq!(msg.lines().count(), 1, "{msg}");
     }
     let file = tmp.path().join("sweep.toml");
-    std::fs::write(&file, "output_dir = \"o\"\nseeds = [0]\nconfigs = [\"missing.toml\"]\n")
-        .unwrap();
+    std::fs::write(
+        &file,
+        "output_dir = \"o\"\nseeds = [0]\nconfigs = [\"missing.toml\"]\n",
+    )
+    .unwrap();
     let msg = Sweep::open(&file, true).unwrap_err().to_string();
-    assert!(msg.contains("configs[0]") && msg.contains("missing.toml"), "{msg}");
+    assert!(
+        msg.contains("configs[0]") && msg.contains("missing.toml"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn the_lock_is_exclusive_and_a_dead_holders_lock_is_taken_over() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("run.lock");
-    let lock = RunLock::acquire(&path).unwrap().expect("a free lock is taken");
-    let who = RunLock::acquire(&path).unwrap().expect_err("a held lock is refused");
-    assert!(who.contains(&format!("pid {}", std::process::id())), "{who}");
+    let lock = RunLock::acquire(&path)
+        .unwrap()
+        .expect("a free lock is taken");
+    let who = RunLock::acquire(&path)
+        .unwrap()
+        .expect_err("a held lock is refused");
+    assert!(
+        who.contains(&format!("pid {}", std::process::id())),
+        "{who}"
+    );
     drop(lock);
     assert!(!path.exists(), "releasing removes the file");
 
@@ -159,7 +198,9 @@ fn the_lock_is_exclusive_and_a_dead_holders_lock_is_taken_over() {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let stale = format!("{{\"host\":{:?},\"pid\":{dead}}}", host.trim());
     std::fs::write(&path, &stale).unwrap();
-    let lock = RunLock::acquire(&path).unwrap().expect("a stale lock is taken over");
+    let lock = RunLock::acquire(&path)
+        .unwrap()
+        .expect("a stale lock is taken over");
     assert_ne!(std::fs::read_to_string(&path).unwrap(), stale);
     drop(lock);
 
@@ -197,15 +238,20 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_metrics_and_is_then_left_alon
     let dir = sweep.run_dir(&sweep.runs[0]);
 
     // Stop after episode 4: not at a checkpoint interval (3) nor an evaluation.
-    match execute_run(&sweep, 0, &mut StopAfter(4, 0)) {
-        Err(SweepError::Train {
-            source: TrainError::Interrupted { episodes, .. },
-            ..
-        }) => assert_eq!(episodes, 4),
-        other => panic!("expected an interruption, got {other:?}"),
+    let e = execute_run(&sweep, 0, &mut StopAfter(4, 0)).unwrap_err();
+    assert!(e.is_interrupted(), "{e}");
+    match e {
+        SweepError::Train { source, .. } => match *source {
+            TrainError::Interrupted { episodes, .. } => assert_eq!(episodes, 4),
+            other => panic!("expected an interruption, got {other}"),
+        },
+        other => panic!("expected an interruption, got {other}"),
     }
     assert_eq!(sweep.state(&sweep.runs[0]).status, RunStatus::Unfinished);
-    assert!(!dir.join("run.lock").exists(), "the lock goes with the executor");
+    assert!(
+        !dir.join("run.lock").exists(),
+        "the lock goes with the executor"
+    );
     match execute_run(&sweep, 0, &mut ()).unwrap() {
         RunOutcome::Trained { resumed, summary } => {
             assert!(resumed);
@@ -239,7 +285,10 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_metrics_and_is_then_left_alon
         execute_run(&sweep, 0, &mut ()).unwrap(),
         RunOutcome::AlreadyDone
     ));
-    assert_eq!(std::fs::metadata(&summary).unwrap().modified().unwrap(), stamp);
+    assert_eq!(
+        std::fs::metadata(&summary).unwrap().modified().unwrap(),
+        stamp
+    );
 
     // A run another executor holds is left alone.
     let lock = RunLock::acquire(&dir.join("run.lock")).unwrap().unwrap();

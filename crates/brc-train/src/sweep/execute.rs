@@ -56,7 +56,7 @@ pub fn execute_run(
     let failed = |source: TrainError| SweepError::Train {
         index,
         dir: dir.clone(),
-        source,
+        source: Box::new(source),
     };
     match train(&run.config, &opts, progress) {
         Ok(summary) => Ok(RunOutcome::Trained {

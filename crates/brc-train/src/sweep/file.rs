@@ -63,7 +63,12 @@ pub(super) fn expand(path: &Path) -> Result<(PathBuf, Vec<SweepRun>), SweepError
     let set: Vec<(String, String)> = file
         .set
         .iter()
-        .map(|(k, v)| (format!("{k}={v}"), format!("{} [set] {k} = {v}", path.display())))
+        .map(|(k, v)| {
+            (
+                format!("{k}={v}"),
+                format!("{} [set] {k} = {v}", path.display()),
+            )
+        })
         .collect();
     let points = grid_points(&file.grid).map_err(bad)?;
 
@@ -89,10 +94,13 @@ pub(super) fn expand(path: &Path) -> Result<(PathBuf, Vec<SweepRun>), SweepError
                 SweepError::Config {
                     sweep: path.to_path_buf(),
                     entry: format!("configs[{c}]"),
-                    source: ConfigError { origin, ..e },
+                    source: Box::new(ConfigError { origin, ..e }),
                 }
             })?;
-            let label: Vec<String> = point.iter().map(|(k, v)| format!("{k}={}", plain(v))).collect();
+            let label: Vec<String> = point
+                .iter()
+                .map(|(k, v)| format!("{k}={}", plain(v)))
+                .collect();
             let mut dir = PathBuf::from(&config.run.name);
             let mut method = config.run.name.clone();
             if !label.is_empty() {
@@ -140,7 +148,9 @@ fn seeds(seeds: &Seeds) -> Result<Vec<u64>, String> {
                 Some(a.trim().parse::<u64>().ok()?..b.trim().parse::<u64>().ok()?)
             });
             range
-                .ok_or_else(|| format!("seeds = {s:?}: expected a list or \"A..B\", e.g. \"0..5\""))?
+                .ok_or_else(|| {
+                    format!("seeds = {s:?}: expected a list or \"A..B\", e.g. \"0..5\"")
+                })?
                 .collect()
         }
     };

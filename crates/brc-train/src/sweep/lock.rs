@@ -48,7 +48,10 @@ fn host_name() -> String {
 
 /// Whether process `pid` exists on this host.
 fn process_exists(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
     match rustix::process::test_kill_process(pid) {
@@ -147,11 +150,15 @@ impl RunLock {
                 // Put the other executor's fresh lock back (unless yet another one is there).
                 let _ = std::fs::hard_link(&aside, path);
                 std::fs::remove_file(&aside)?;
-                return Ok(Err(live_holder(path).unwrap_or_else(|| "another executor".into())));
+                return Ok(Err(
+                    live_holder(path).unwrap_or_else(|| "another executor".into())
+                ));
             }
             std::fs::remove_file(&aside)?;
         }
-        Ok(Err(live_holder(path).unwrap_or_else(|| "another executor".into())))
+        Ok(Err(
+            live_holder(path).unwrap_or_else(|| "another executor".into())
+        ))
     }
 
     fn start(path: &Path) -> Self {

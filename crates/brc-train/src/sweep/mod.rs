@@ -47,7 +47,7 @@ pub enum SweepError {
         /// Which entry of `configs`.
         entry: String,
         /// The config's error (its origin names the file, or the `[set]` / `[grid]` entry).
-        source: ConfigError,
+        source: Box<ConfigError>,
     },
     /// The sweep expands differently from the run list written when it was first planned.
     #[error("{}: the sweep file changed since this run list was written: {change}; --force replaces the list", list.display())]
@@ -84,8 +84,15 @@ pub enum SweepError {
         /// The run's directory.
         dir: PathBuf,
         /// What went wrong.
-        source: TrainError,
+        source: Box<TrainError>,
     },
+}
+
+impl SweepError {
+    /// Whether a run was stopped by SIGTERM / SIGINT after writing its checkpoint.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, Self::Train { source, .. } if matches!(**source, TrainError::Interrupted { .. }))
+    }
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {

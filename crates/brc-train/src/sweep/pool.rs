@@ -171,7 +171,10 @@ fn settle(
     let mut state = sweep.state(run);
     if !exit.success() && !interrupted && state.status != RunStatus::Failed {
         let dir = sweep.run_dir(run);
-        let error = format!("the run's process ended with {exit} (see {})", log.display());
+        let error = format!(
+            "the run's process ended with {exit} (see {})",
+            log.display()
+        );
         record_failure(&dir, &error).map_err(io(&dir))?;
         state = sweep.state(run);
     }

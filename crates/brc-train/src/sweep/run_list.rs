@@ -65,10 +65,8 @@ fn first_change(stored: &[SweepRun], planned: &[SweepRun]) -> Option<String> {
         if new.config != old.config {
             let a = serde_json::to_value(&old.config).expect("configs serialize");
             let b = serde_json::to_value(&new.config).expect("configs serialize");
-            let (key, was, now) =
-                first_difference(&a, &b, String::new()).unwrap_or_else(|| {
-                    ("config".into(), "one value".into(), "another".into())
-                });
+            let (key, was, now) = first_difference(&a, &b, String::new())
+                .unwrap_or_else(|| ("config".into(), "one value".into(), "another".into()));
             return Some(format!(
                 "run {} ({}): {key} would change from {was} to {now}",
                 old.index,

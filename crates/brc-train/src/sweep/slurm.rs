@@ -83,7 +83,10 @@ pub fn sbatch_script(
         let _ = writeln!(s, "#SBATCH {f}");
     };
     flag(format!("--job-name=brc-{name}"));
-    flag(format!("--array={}", array_spec(indices, opts.max_parallel)));
+    flag(format!(
+        "--array={}",
+        array_spec(indices, opts.max_parallel)
+    ));
     flag("--ntasks=1".into());
     flag("--cpus-per-task=1".into());
     flag(format!("--output={}/run-%a.%A.out", logs.display()));
