@@ -61,7 +61,7 @@ else
     cat >"$CONF" <<CONF
 $MARK
 ClusterName=brc-local
-SlurmctldHost=$HOST
+SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=slurm
 AuthType=auth/munge
 StateSaveLocation=/var/lib/slurm/slurmctld
@@ -80,7 +80,7 @@ SelectTypeParameters=CR_Core
 ReturnToService=2
 MinJobAge=300
 KillWait=30
-NodeName=$HOST CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
     say "wrote $CONF ($CPUS CPUs, $MEM MB)"
