@@ -29,7 +29,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Multi-task RL on LunarLander: can one big, regularized, distributional value network learn
 /// several related tasks as well as separate networks?
 #[derive(Parser)]
-#[command(name = "brc", version, about)]
+#[command(
+    name = "brc",
+    version,
+    about,
+    after_help = "Exit codes: 0 success; 1 some sweep runs failed; 2 bad input or an error (one line on stderr); 75 training stopped by SIGTERM / SIGINT after writing a checkpoint (resume to continue)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

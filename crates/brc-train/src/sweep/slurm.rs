@@ -103,8 +103,12 @@ pub fn sbatch_script(
             flag(format!("--{name}={v}"));
         }
     }
-    if let Some(extra) = opts.extra.as_deref().filter(|e| !e.trim().is_empty()) {
-        flag(extra.trim().to_string());
+    if let Some(extra) = &opts.extra {
+        // One line whatever was typed: a newline would end the #SBATCH line early.
+        let extra = extra.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !extra.is_empty() {
+            flag(extra);
+        }
     }
     let _ = writeln!(s, "export CANDLE_NUM_THREADS=1 RAYON_NUM_THREADS=1");
     let _ = writeln!(
