@@ -93,7 +93,9 @@ if ! scontrol ping 2>/dev/null | grep -q UP; then
     wait_for 30 sh -c 'scontrol ping | grep -q UP' || die "slurmctld did not start (see /var/log/slurm/slurmctld.log)"
     say "slurmctld running"
 fi
-if ! { [[ -s /run/slurmd.pid ]] && kill -0 "$(cat /run/slurmd.pid)" 2>/dev/null; }; then
+# Running when its pid file names a live slurmd (a stale file may name another process).
+slurmd_running() { [[ -s /run/slurmd.pid ]] && [[ $(cat "/proc/$(cat /run/slurmd.pid)/comm" 2>/dev/null) == slurmd ]]; }
+if ! slurmd_running; then
     /usr/sbin/slurmd
     say "slurmd running"
 fi

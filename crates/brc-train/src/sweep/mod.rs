@@ -50,7 +50,7 @@ pub enum SweepError {
         source: Box<ConfigError>,
     },
     /// The sweep expands differently from the run list written when it was first planned.
-    #[error("{}: the sweep file changed since this run list was written: {change}; --force replaces the list", list.display())]
+    #[error("{}: the sweep (its file or a config it names) changed since this run list was written: {change}; --force replaces the list", list.display())]
     Changed {
         /// The stored run list.
         list: PathBuf,
