@@ -175,6 +175,28 @@ fn a_failed_run_keeps_its_error_and_the_others_go_on() {
     assert_eq!(status["failed"][0]["index"], 0);
     let error = status["failed"][0]["error"].as_str().unwrap();
     assert!(error.contains("non-finite loss"), "{error}");
+    // Inside an array task (here a Kubernetes Indexed Job) the index comes from the scheduler.
+    let index_from = |var: &str, value: &str| {
+        Command::new(env!("CARGO_BIN_EXE_brc"))
+            .args(["sweep", "run", &file])
+            .env(var, value)
+            .output()
+            .unwrap()
+    };
+    let o = index_from("JOB_COMPLETION_INDEX", "1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("run 1 (") && stderr(&o).contains("is done: nothing to do"));
+    let o = index_from("SLURM_ARRAY_TASK_ID", "5");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no run 5: the sweep has 2 runs"),
+        "{}",
+        stderr(&o)
+    );
+    let o = index_from("SLURM_ARRAY_TASK_ID", "x");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("SLURM_ARRAY_TASK_ID"), "{}", stderr(&o));
+
     let o = brc(&["sweep", "status", &file]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
