@@ -17,7 +17,7 @@ fn sigint_during_train_checkpoints_exits_75_and_resume_finishes_the_run() {
     let out = tmp.path().to_str().unwrap();
     let child = brc()
         .args(["train", "--config", "configs/smoke.toml", "--out", out])
-        .args(["--set", "training.episodes_per_task=30"])
+        .args(["--set", "training.episodes_per_task=100"])
         .args(["--set", "checkpoints.interval_episodes=3"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -46,7 +46,7 @@ fn sigint_during_train_checkpoints_exits_75_and_resume_finishes_the_run() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summaries: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(summaries[0]["episodes"], 90);
+    assert_eq!(summaries[0]["episodes"], 300);
 }
 
 #[test]

@@ -77,7 +77,7 @@ fn submit(file: &str) -> String {
 }
 
 /// Episodes of the long runs; the short ones train the smoke config's 2 per task.
-const LONG: usize = 150;
+const LONG: usize = 500;
 
 #[test]
 fn a_sweep_runs_as_a_slurm_job_array_and_a_cancelled_task_resumes() {

@@ -220,7 +220,7 @@ fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
 fn sigterm_checkpoints_and_the_next_sweep_run_resumes_to_the_same_metrics() {
     let tmp = tempfile::tempdir().unwrap();
     let set = [
-        "training.episodes_per_task=20",
+        "training.episodes_per_task=60",
         "checkpoints.interval_episodes=3",
     ];
     let body = format!(
@@ -275,5 +275,5 @@ fn sigterm_checkpoints_and_the_next_sweep_run_resumes_to_the_same_metrics() {
         let resumed = records(&run.join(log));
         assert_eq!(resumed, records(&whole.join("smoke").join(log)), "{log}");
     }
-    assert_eq!(records(&run.join("episodes.jsonl")).len(), 60);
+    assert_eq!(records(&run.join("episodes.jsonl")).len(), 180);
 }
