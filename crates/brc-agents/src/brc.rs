@@ -28,7 +28,8 @@ use serde_json::json;
 use crate::checkpoint::{self, Schedules};
 use crate::exploration::EpsilonGreedy;
 use crate::optim::AdamW;
-use crate::td::BatchTensors;
+use crate::surgery::{split_by_task, Surgery, SurgeryDiagnostics};
+use crate::td::{param_gradients, BatchTensors};
 use crate::{
     Agent, AgentContext, AgentError, AgentKind, BrcConfig, ReplaySource, Result, UpdateStats,
     NUM_ACTIONS, OBS_DIM,
@@ -114,6 +115,10 @@ pub struct Brc {
     episodes: u64,
     /// The CPU fast path (`None` on other devices and for networks it does not compute).
     cpu: Option<RefCell<CpuPath>>,
+    /// The gradient method other than the mean, with its state.
+    surgery: Option<Surgery>,
+    /// An update's batch split by task (surgery only), kept to reuse its buffers.
+    task_batches: Vec<Batch>,
 }
 
 /// The BroNet CPU engines and the buffers of one update, kept between updates so that an
@@ -186,7 +191,10 @@ impl Brc {
         };
         let atoms = Tensor::from_vec(support.atoms(), config.num_atoms, &ctx.device)?;
         let cpu = CpuPath::new(&online)?.map(RefCell::new);
+        let surgery = Surgery::new(config.gradient_settings(), online.params(), ctx.num_tasks());
         Ok(Self {
+            surgery,
+            task_batches: Vec::new(),
             return_atoms: (&atoms / config.reward_scale)?,
             atoms,
             support,
@@ -406,6 +414,50 @@ impl Brc {
         })
     }
 
+    /// One update with gradient surgery: per-task losses and gradients (on the CPU fast path
+    /// one forward and one backward pass, the tasks as segments), the combined gradient on the
+    /// host, then the same AdamW step.
+    fn surgery_update(&mut self, batch: &Batch) -> Result<UpdateStats> {
+        split_by_task(batch, self.ctx.num_tasks(), &mut self.task_batches)?;
+        let t = self.task_batches.len();
+        let (losses, q_means, update) = if let Some(cell) = &self.cpu {
+            let mut cpu = cell.borrow_mut();
+            let refs: Vec<&Batch> = self.task_batches.iter().collect();
+            let (host, segments) = self.host_loss(&mut cpu, &refs)?;
+            let CpuPath {
+                online,
+                dlogits,
+                grads,
+                ..
+            } = &mut *cpu;
+            grads.resize_with(t, Vec::new);
+            online.backward(&self.online, dlogits, &segments, &mut grads[..t])?;
+            let losses: Vec<f64> = host.iter().map(|h| h.loss).collect();
+            let surgery = self.surgery.as_mut().expect("called with a gradient method");
+            let update = surgery.combine(&losses, &grads[..t], &mut self.rng);
+            (losses, host.iter().map(|h| h.mean_q).collect::<Vec<_>>(), update)
+        } else {
+            let (mut losses, mut q_means, mut grads) = (Vec::new(), Vec::new(), Vec::new());
+            for b in &self.task_batches {
+                let (loss, q_taken) = self.loss(b)?;
+                grads.push(param_gradients(&loss, self.online.params())?);
+                losses.push(f64::from(loss.to_scalar::<f32>()?));
+                q_means.push(f64::from(q_taken.mean_all()?.to_scalar::<f32>()?));
+            }
+            let surgery = self.surgery.as_mut().expect("called with a gradient method");
+            let update = surgery.combine(&losses, &grads, &mut self.rng);
+            (losses, q_means, update)
+        };
+        let grad_norm = self
+            .optimizer
+            .step_from_host(&update, self.config.grad_clip)?;
+        Ok(UpdateStats {
+            loss: (losses.iter().sum::<f64>() / t as f64) as f32,
+            grad_norm,
+            mean_q: (q_means.iter().sum::<f64>() / t as f64) as f32,
+        })
+    }
+
     /// Sets the optimizer's learning rate for the episodes done: linear from `lr` to
     /// `lr × lr_final_fraction` over the run (exactly `lr` throughout when the fraction is 1).
     fn schedule_lr(&mut self) {
@@ -493,7 +545,9 @@ impl Agent for Brc {
     }
 
     fn update(&mut self, batch: &Batch) -> Result<UpdateStats> {
-        let stats = if self.cpu.is_some() {
+        let stats = if self.surgery.is_some() {
+            self.surgery_update(batch)?
+        } else if self.cpu.is_some() {
             self.update_on_cpu(batch)?
         } else {
             let (loss, q_taken) = self.loss(batch)?;
@@ -560,11 +614,17 @@ impl Agent for Brc {
         Ok(Some(out))
     }
 
+    fn surgery_diagnostics(&self, task_gradients: &[Vec<f32>]) -> Option<SurgeryDiagnostics> {
+        let s = self.surgery.as_ref()?;
+        Some(s.diagnostics(task_gradients, &self.ctx.task_names))
+    }
+
     fn save(&self, path: &Path) -> Result<()> {
         let schedules = Schedules {
             exploration: self.exploration,
             rng: self.rng.clone(),
             episodes: self.episodes,
+            surgery: self.surgery.as_ref().and_then(Surgery::state),
         };
         let nets = [self.online.params(), self.target.params()];
         checkpoint::save_single(
@@ -592,6 +652,9 @@ impl Agent for Brc {
         self.exploration = s.exploration;
         self.rng = s.rng;
         self.episodes = s.episodes;
+        if let Some(surgery) = &mut self.surgery {
+            surgery.restore(s.surgery);
+        }
         self.schedule_lr();
         Ok(())
     }

@@ -226,6 +226,9 @@ pub(crate) struct Schedules {
     pub(crate) exploration: crate::exploration::EpsilonGreedy,
     pub(crate) rng: rand_pcg::Pcg32,
     pub(crate) episodes: u64,
+    /// GradNorm's weights, their Adam state and reference losses (absent for other methods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) surgery: Option<crate::surgery::GradNorm>,
 }
 
 /// Saves a single-network agent: online and target weights, optimizer moments, schedules.

@@ -65,6 +65,75 @@ pub struct Exploration {
     pub decay: f64,
 }
 
+/// How the per-task gradients of one update become the update (`agent.gradient`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GradientMethod {
+    /// One loss over the whole batch (its mean), the usual update.
+    #[default]
+    Mean,
+    /// PCGrad: conflicting components projected away (Yu et al. 2020).
+    Pcgrad,
+    /// GradNorm: learned task-loss weights (Chen et al. 2018).
+    Gradnorm,
+    /// CAGrad: conflict-averse update near the mean gradient (Liu et al. 2021).
+    Cagrad,
+}
+
+impl GradientMethod {
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            GradientMethod::Mean => "mean",
+            GradientMethod::Pcgrad => "pcgrad",
+            GradientMethod::Gradnorm => "gradnorm",
+            GradientMethod::Cagrad => "cagrad",
+        }
+    }
+}
+
+/// How PCGrad adds up the projected task gradients (`agent.pcgrad_reduction`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PcgradReduction {
+    /// Σ gᵢ′ (the paper).
+    #[default]
+    Sum,
+    /// The mean of the gᵢ′ (the earlier Python project).
+    Mean,
+}
+
+/// The gradient method and its settings, as the Shared DQN and BRC configs hold them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GradientSettings {
+    /// The method.
+    pub method: GradientMethod,
+    /// PCGrad's sum or mean.
+    pub pcgrad_reduction: PcgradReduction,
+    /// GradNorm's Adam learning rate for the task weights.
+    pub gradnorm_lr: f64,
+    /// CAGrad's trust-region size c.
+    pub cagrad_c: f64,
+}
+
+impl Default for GradientSettings {
+    fn default() -> Self {
+        Self {
+            method: GradientMethod::Mean,
+            pcgrad_reduction: PcgradReduction::Sum,
+            gradnorm_lr: 0.025,
+            cagrad_c: 0.5,
+        }
+    }
+}
+
+impl GradientSettings {
+    fn validate(&self) -> Result<(), ConfigIssue> {
+        positive("gradnorm_lr", self.gradnorm_lr)?;
+        non_negative("cagrad_c", self.cagrad_c)
+    }
+}
+
 /// The agent and its hyperparameters, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -84,6 +153,15 @@ impl AgentConfig {
             AgentConfig::IndependentDqn(_) => crate::AgentKind::IndependentDqn,
             AgentConfig::SharedDqn(_) => crate::AgentKind::SharedDqn,
             AgentConfig::Brc(_) => crate::AgentKind::Brc,
+        }
+    }
+
+    /// The gradient method (`mean` for Independent DQN, which has no shared parameters).
+    pub fn gradient(&self) -> GradientMethod {
+        match self {
+            AgentConfig::IndependentDqn(_) => GradientMethod::Mean,
+            AgentConfig::SharedDqn(c) => c.gradient,
+            AgentConfig::Brc(c) => c.gradient,
         }
     }
 
@@ -172,6 +250,15 @@ pub struct SharedDqnConfig {
     pub grad_clip: f64,
     /// Drop the task embedding (one network that cannot tell the tasks apart).
     pub task_blind: bool,
+    /// How per-task gradients combine: `mean` (one loss over the batch), `pcgrad`,
+    /// `gradnorm` or `cagrad` (these need `training.sampling = "balanced"`).
+    pub gradient: GradientMethod,
+    /// PCGrad: `sum` (the paper) or `mean` (the earlier project) of the projected gradients.
+    pub pcgrad_reduction: PcgradReduction,
+    /// GradNorm: Adam learning rate of the task weights.
+    pub gradnorm_lr: f64,
+    /// CAGrad: trust-region size c (0 gives the mean gradient).
+    pub cagrad_c: f64,
 }
 
 impl Default for SharedDqnConfig {
@@ -180,6 +267,10 @@ impl Default for SharedDqnConfig {
             lr: 5e-4,
             grad_clip: 0.0,
             task_blind: false,
+            gradient: GradientMethod::Mean,
+            pcgrad_reduction: PcgradReduction::Sum,
+            gradnorm_lr: 0.025,
+            cagrad_c: 0.5,
         }
     }
 }
@@ -187,8 +278,20 @@ impl Default for SharedDqnConfig {
 impl SharedDqnConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
         positive("lr", self.lr)?;
-        non_negative("grad_clip", self.grad_clip)
+        non_negative("grad_clip", self.grad_clip)?;
+        self.gradient_settings().validate()
     }
+
+    /// The gradient method and its settings.
+    pub fn gradient_settings(&self) -> GradientSettings {
+        GradientSettings {
+            method: self.gradient,
+            pcgrad_reduction: self.pcgrad_reduction,
+            gradnorm_lr: self.gradnorm_lr,
+            cagrad_c: self.cagrad_c,
+        }
+    }
+
 }
 
 /// BRC: BroNet + C51 (double-DQN action selection) + AdamW, as the design note specifies.
@@ -233,6 +336,15 @@ pub struct BrcConfig {
     /// trained with the double-DQN mean-squared TD error (`num_atoms`, `v_min` and `v_max`
     /// are then unused).
     pub categorical: bool,
+    /// How per-task gradients combine: `mean` (one loss over the batch), `pcgrad`,
+    /// `gradnorm` or `cagrad` (these need `training.sampling = "balanced"`).
+    pub gradient: GradientMethod,
+    /// PCGrad: `sum` (the paper) or `mean` (the earlier project) of the projected gradients.
+    pub pcgrad_reduction: PcgradReduction,
+    /// GradNorm: Adam learning rate of the task weights.
+    pub gradnorm_lr: f64,
+    /// CAGrad: trust-region size c (0 gives the mean gradient).
+    pub cagrad_c: f64,
 }
 
 impl Default for BrcConfig {
@@ -253,6 +365,10 @@ impl Default for BrcConfig {
             reward_scale: 1.0,
             unit_norm_embedding: false,
             categorical: true,
+            gradient: GradientMethod::Mean,
+            pcgrad_reduction: PcgradReduction::Sum,
+            gradnorm_lr: 0.025,
+            cagrad_c: 0.5,
         }
     }
 }
@@ -277,8 +393,20 @@ impl BrcConfig {
         non_negative("weight_decay", self.weight_decay)?;
         non_negative("grad_clip", self.grad_clip)?;
         unit_interval("target_tau", self.target_tau)?;
-        positive("reward_scale", self.reward_scale)
+        positive("reward_scale", self.reward_scale)?;
+        self.gradient_settings().validate()
     }
+
+    /// The gradient method and its settings.
+    pub fn gradient_settings(&self) -> GradientSettings {
+        GradientSettings {
+            method: self.gradient,
+            pcgrad_reduction: self.pcgrad_reduction,
+            gradnorm_lr: self.gradnorm_lr,
+            cagrad_c: self.cagrad_c,
+        }
+    }
+
 
     /// The network this config describes, for `num_tasks` tasks.
     pub fn network(&self, num_tasks: usize) -> brc_nn::BroNetConfig {
@@ -340,6 +468,37 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(c.validate(&tasks()).unwrap_err().key, "per_task.moon");
+    }
+
+    #[test]
+    fn gradient_settings_parse_and_bad_values_name_their_key() {
+        let c: AgentConfig = serde_json::from_str(
+            r#"{"kind": "shared_dqn", "gradient": "pcgrad", "pcgrad_reduction": "mean"}"#,
+        )
+        .unwrap();
+        let AgentConfig::SharedDqn(s) = &c else {
+            panic!("shared_dqn")
+        };
+        assert_eq!(s.gradient, GradientMethod::Pcgrad);
+        assert_eq!(s.pcgrad_reduction, PcgradReduction::Mean);
+        assert_eq!((s.gradnorm_lr, s.cagrad_c), (0.025, 0.5));
+        let e = serde_json::from_str::<AgentConfig>(r#"{"kind": "brc", "gradient": "pcgard"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pcgard") && e.contains("cagrad"), "{e}");
+        let c = AgentConfig::Brc(BrcConfig {
+            cagrad_c: -1.0,
+            ..Default::default()
+        });
+        assert_eq!(
+            c.validate(&tasks()).unwrap_err().to_string(),
+            "cagrad_c = -1: must be a finite number ≥ 0"
+        );
+        let c = AgentConfig::SharedDqn(SharedDqnConfig {
+            gradnorm_lr: 0.0,
+            ..Default::default()
+        });
+        assert_eq!(c.validate(&tasks()).unwrap_err().key, "gradnorm_lr");
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod exploration;
 mod independent_dqn;
 mod optim;
 mod shared_dqn;
+mod surgery;
 mod td;
 
 use std::path::Path;
@@ -25,11 +26,12 @@ use serde::{Deserialize, Serialize};
 pub use brc::{project_distribution, Brc, Support};
 pub use checkpoint::export_weights;
 pub use config::{
-    AgentConfig, BrcConfig, ConfigIssue, Exploration, IndependentDqnConfig, SharedDqnConfig,
-    TaskOverrides,
+    AgentConfig, BrcConfig, ConfigIssue, Exploration, GradientMethod, GradientSettings,
+    IndependentDqnConfig, PcgradReduction, SharedDqnConfig, TaskOverrides,
 };
 pub use independent_dqn::IndependentDqn;
 pub use shared_dqn::SharedDqn;
+pub use surgery::SurgeryDiagnostics;
 
 /// Observation size (LunarLander's 8 numbers).
 pub const OBS_DIM: usize = brc_nn::OBS_DIM;
@@ -180,6 +182,11 @@ pub trait Agent {
     /// Per-task gradients of the loss on the given per-task batches, flattened over all shared
     /// parameters; `None` for agents without shared parameters.
     fn task_gradients(&mut self, batches: &[Batch]) -> Result<Option<Vec<Vec<f32>>>>;
+    /// What the agent's gradient method does with the per-task gradients `task_gradients`
+    /// returned on the probe batches; `None` for the plain mean (and agents without one).
+    fn surgery_diagnostics(&self, _task_gradients: &[Vec<f32>]) -> Option<SurgeryDiagnostics> {
+        None
+    }
     /// Writes online and target weights, optimizer moments and schedules (safetensors).
     fn save(&self, path: &Path) -> Result<()>;
     /// Restores everything [`Agent::save`] wrote; fails clearly on another agent's or shape's file.

@@ -180,6 +180,20 @@ impl AdamW {
         Ok(norm)
     }
 
+    /// One update from host gradients on any device: in place on the CPU
+    /// ([`AdamW::step_host`]), through tensors elsewhere (gradient surgery combines the
+    /// task gradients on the host).
+    pub(crate) fn step_from_host(&mut self, grads: &[Vec<f32>], clip: f64) -> Result<f32> {
+        if self.host.is_some() {
+            return self.step_host(grads, clip);
+        }
+        let mut store = GradStore::default();
+        for (p, g) in self.params.iter().zip(grads) {
+            store.insert(p.as_tensor(), Tensor::from_slice(g, p.shape(), p.device())?);
+        }
+        self.step(&store, clip)
+    }
+
     /// This step's constants of the fused host loop (call after incrementing `step`).
     fn host_coefficients(&self, scale: f32) -> HostCoefficients {
         let t = self.step as i32;

@@ -12,7 +12,8 @@ use serde_json::json;
 use crate::checkpoint::{self, Schedules};
 use crate::exploration::EpsilonGreedy;
 use crate::optim::AdamW;
-use crate::td::{dqn_loss, flat_gradient, single_q, BatchTensors};
+use crate::surgery::{split_by_task, Surgery, SurgeryDiagnostics};
+use crate::td::{dqn_loss, flat_gradient, param_gradients, single_q, BatchTensors};
 use crate::{
     Agent, AgentContext, AgentError, AgentKind, ReplaySource, Result, SharedDqnConfig, UpdateStats,
     OBS_DIM,
@@ -29,6 +30,10 @@ pub struct SharedDqn {
     rng: Pcg32,
     /// Episodes finished, over all tasks (target copies count these).
     episodes: u64,
+    /// The gradient method other than the mean, with its state.
+    surgery: Option<Surgery>,
+    /// An update's batch split by task (surgery only), kept to reuse its buffers.
+    task_batches: Vec<Batch>,
 }
 
 impl SharedDqn {
@@ -49,7 +54,10 @@ impl SharedDqn {
         };
         let target = online.deep_clone()?;
         let optimizer = AdamW::new(online.params().vars(), config.lr, 0.0)?;
+        let surgery = Surgery::new(config.gradient_settings(), online.params(), ctx.num_tasks());
         Ok(Self {
+            surgery,
+            task_batches: Vec::new(),
             exploration: EpsilonGreedy::new(ctx.exploration),
             rng: Pcg32::seed_from_u64(ctx.seed ^ 0x5eed_e791),
             config,
@@ -79,6 +87,32 @@ impl SharedDqn {
         agent.online.copy_from(network)?;
         agent.target.copy_from(network)?;
         Ok(agent)
+    }
+
+    /// One update with gradient surgery: a loss and a backward pass per task, the combined
+    /// gradient on the host, then the same Adam step.
+    fn surgery_update(&mut self, batch: &Batch) -> Result<UpdateStats> {
+        split_by_task(batch, self.ctx.num_tasks(), &mut self.task_batches)?;
+        let mut losses = Vec::with_capacity(self.task_batches.len());
+        let mut grads = Vec::with_capacity(self.task_batches.len());
+        let mut q_sum = 0.0f64;
+        for b in &self.task_batches {
+            let tensors = BatchTensors::new(b, &self.ctx.device)?;
+            let (loss, q_taken) = dqn_loss(&self.online, &self.target, &tensors, self.ctx.gamma)?;
+            grads.push(param_gradients(&loss, self.online.params())?);
+            losses.push(f64::from(loss.to_scalar::<f32>()?));
+            q_sum += f64::from(q_taken.sum_all()?.to_scalar::<f32>()?);
+        }
+        let surgery = self.surgery.as_mut().expect("called with a gradient method");
+        let update = surgery.combine(&losses, &grads, &mut self.rng);
+        let grad_norm = self
+            .optimizer
+            .step_from_host(&update, self.config.grad_clip)?;
+        Ok(UpdateStats {
+            loss: (losses.iter().sum::<f64>() / losses.len() as f64) as f32,
+            grad_norm,
+            mean_q: (q_sum / batch.len() as f64) as f32,
+        })
     }
 
     fn check_task(&self, task: usize) -> Result<()> {
@@ -124,6 +158,9 @@ impl Agent for SharedDqn {
     }
 
     fn update(&mut self, batch: &Batch) -> Result<UpdateStats> {
+        if self.surgery.is_some() {
+            return self.surgery_update(batch);
+        }
         let b = BatchTensors::new(batch, &self.ctx.device)?;
         let (loss, q_taken) = dqn_loss(&self.online, &self.target, &b, self.ctx.gamma)?;
         let grads = loss.backward()?;
@@ -158,11 +195,17 @@ impl Agent for SharedDqn {
         Ok(Some(out))
     }
 
+    fn surgery_diagnostics(&self, task_gradients: &[Vec<f32>]) -> Option<SurgeryDiagnostics> {
+        let s = self.surgery.as_ref()?;
+        Some(s.diagnostics(task_gradients, &self.ctx.task_names))
+    }
+
     fn save(&self, path: &Path) -> Result<()> {
         let schedules = Schedules {
             exploration: self.exploration,
             rng: self.rng.clone(),
             episodes: self.episodes,
+            surgery: self.surgery.as_ref().and_then(Surgery::state),
         };
         let nets = [self.online.params(), self.target.params()];
         checkpoint::save_single(
@@ -190,6 +233,9 @@ impl Agent for SharedDqn {
         self.exploration = s.exploration;
         self.rng = s.rng;
         self.episodes = s.episodes;
+        if let Some(surgery) = &mut self.surgery {
+            surgery.restore(s.surgery);
+        }
         Ok(())
     }
 }

@@ -69,13 +69,21 @@ pub(crate) fn single_q<N: QNetwork>(
 
 /// All gradients of `loss` with respect to `params`, flattened in parameter order.
 pub(crate) fn flat_gradient(loss: &Tensor, params: &brc_nn::ParamStore) -> Result<Vec<f32>> {
+    Ok(param_gradients(loss, params)?.concat())
+}
+
+/// The gradient of `loss` with respect to each of `params`, in order (zeros where none).
+pub(crate) fn param_gradients(
+    loss: &Tensor,
+    params: &brc_nn::ParamStore,
+) -> Result<Vec<Vec<f32>>> {
     let grads = loss.backward()?;
-    let mut out = Vec::with_capacity(params.num_params());
-    for (_, v) in params.named_vars() {
-        match grads.get(v) {
-            Some(g) => out.extend(g.flatten_all()?.to_vec1::<f32>()?),
-            None => out.extend(std::iter::repeat_n(0.0, v.elem_count())),
-        }
-    }
-    Ok(out)
+    params
+        .named_vars()
+        .iter()
+        .map(|(_, v)| match grads.get(v) {
+            Some(g) => Ok(g.flatten_all()?.to_vec1::<f32>()?),
+            None => Ok(vec![0.0; v.elem_count()]),
+        })
+        .collect()
 }

@@ -313,6 +313,29 @@ impl ReplayBuffer {
         Ok(())
     }
 
+    /// Fills `batch` with `per_task` transitions of each task `0..num_tasks`, task after task
+    /// (`num_tasks × per_task` rows), each drawn uniformly with replacement from its task's
+    /// transitions: every task weighs the same in the batch, whatever its share of the buffer.
+    pub fn sample_balanced<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        batch: &mut Batch,
+        per_task: usize,
+        num_tasks: usize,
+    ) -> Result<(), BufferError> {
+        if let Some(t) = (0..num_tasks).find(|&t| self.task_len(t) == 0) {
+            return Err(BufferError::EmptyTask(t));
+        }
+        batch.clear();
+        for slots in &self.task_slots[..num_tasks] {
+            for _ in 0..per_task {
+                let slot = slots[rng.random_range(0..slots.len())];
+                self.append(batch, slot);
+            }
+        }
+        Ok(())
+    }
+
     fn append(&self, batch: &mut Batch, slot: usize) {
         let o = slot * OBS_DIM;
         batch.obs.extend_from_slice(&self.obs[o..o + OBS_DIM]);

@@ -241,3 +241,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn balanced_sampling_draws_the_same_count_of_every_task() {
+    let mut buf = ReplayBuffer::new(1000).unwrap();
+    // Task 0 holds 90% of the buffer, tasks 1 and 2 5% each.
+    for id in 0..200 {
+        let task = match id % 20 {
+            0 => 1,
+            1 => 2,
+            _ => 0,
+        };
+        buf.push(&tr(id, task)).unwrap();
+    }
+    let (mut rng, mut batch) = (StdRng::seed_from_u64(3), Batch::new());
+    buf.sample_balanced(&mut rng, &mut batch, 16, 3).unwrap();
+    assert_eq!(batch.len(), 48);
+    for i in 0..48 {
+        assert_eq!(batch.tasks[i] as usize, i / 16, "rows come task after task");
+        let id = row_id(&batch, i);
+        assert_eq!(buf.get(id).unwrap().task, i / 16, "row {i} is a transition of its task");
+    }
+    let e = buf.sample_balanced(&mut rng, &mut batch, 16, 4).unwrap_err();
+    assert_eq!(e, BufferError::EmptyTask(3));
+}

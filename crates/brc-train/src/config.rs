@@ -92,6 +92,20 @@ pub struct TrainingSection {
     pub epsilon_decay: f64,
     /// Hard target-network copy every this many episodes (per task for Independent DQN).
     pub target_update_episodes: usize,
+    /// `mixed`: each update's batch is `batch_size` transitions drawn uniformly from all
+    /// tasks'. `balanced`: `batch_size` from each task (3 × 64 for the defaults).
+    pub sampling: Sampling,
+}
+
+/// How the trainer draws an update's batch (`training.sampling`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// One uniform batch over all tasks' transitions.
+    #[default]
+    Mixed,
+    /// `batch_size` transitions of every task, one after the other.
+    Balanced,
 }
 
 impl Default for TrainingSection {
@@ -107,6 +121,7 @@ impl Default for TrainingSection {
             epsilon_end: 0.01,
             epsilon_decay: 0.995,
             target_update_episodes: 10,
+            sampling: Sampling::Mixed,
         }
     }
 }
@@ -595,6 +610,7 @@ impl RunConfig {
                 &format!("must be ≥ training.batch_size ({})", t.batch_size),
             ));
         }
+        self.check_sampling()?;
         if !(t.gamma > 0.0 && t.gamma <= 1.0) {
             return Err(range_err("training.gamma", t.gamma, "must be in (0, 1]"));
         }
@@ -645,6 +661,29 @@ impl RunConfig {
             "checkpoints.interval_episodes",
             self.checkpoints.interval_episodes,
         )?;
+        Ok(())
+    }
+
+    /// Balanced batches need an agent that learns from all tasks at once; gradient surgery
+    /// needs balanced batches (every task's loss in every update).
+    fn check_sampling(&self) -> Result<(), ConfigError> {
+        let balanced = self.training.sampling == Sampling::Balanced;
+        if balanced && self.agent.kind() == brc_agents::AgentKind::IndependentDqn {
+            return Err(range_err(
+                "training.sampling",
+                "\"balanced\"",
+                "needs an agent that learns from all tasks at once (shared_dqn or brc); \
+                 independent_dqn samples each task's own transitions",
+            ));
+        }
+        let method = self.agent.gradient();
+        if !balanced && method != brc_agents::GradientMethod::Mean {
+            return Err(range_err(
+                "agent.gradient",
+                format!("{:?}", method.name()),
+                "needs training.sampling = \"balanced\" (every task's loss in every update)",
+            ));
+        }
         Ok(())
     }
 

@@ -16,14 +16,14 @@ mod seeds;
 pub mod sweep;
 mod trainer;
 
-pub use config::{load_config, parse_config, ConfigError, RunConfig};
+pub use config::{load_config, parse_config, ConfigError, RunConfig, Sampling};
 pub use evaluation::{
     checkpoint_file, evaluate_agent, evaluate_task, evaluate_task_observed, load_run_agent,
     EvalEpisode, TaskEvaluation,
 };
 pub use import::{import_torch, TorchKind};
 pub use publish::{publish_run, PUBLISHED_BEST_WEIGHTS, PUBLISHED_WEIGHTS};
-pub use records::{EpisodeRecord, EvalRecord, GradientConflict, Summary};
+pub use records::{EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord};
 pub use run_dir::{write_atomic, RunDir, AGENT_FILE};
 pub use seeds::{eval_env_seed, train_env_seed};
 pub use trainer::{build_run_agent, train, Progress, TrainError, TrainOptions};

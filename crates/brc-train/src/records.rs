@@ -105,6 +105,17 @@ impl GradientConflict {
     }
 }
 
+/// What the run's gradient method did on the gradient-conflict probe batches
+/// (`surgery.jsonl`, one line per conflict measurement).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SurgeryRecord {
+    /// Training episodes done when measured.
+    pub after_episode: usize,
+    /// The method (`method` field) and its measurements.
+    #[serde(flatten)]
+    pub diagnostics: brc_agents::SurgeryDiagnostics,
+}
+
 /// The run's summary (`summary.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {

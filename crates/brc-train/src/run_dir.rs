@@ -38,6 +38,11 @@ impl RunDir {
     pub fn conflict(&self) -> PathBuf {
         self.root.join("conflict.jsonl")
     }
+    /// One JSON line per gradient-surgery measurement (next to each conflict measurement;
+    /// runs with a gradient method other than the mean).
+    pub fn surgery(&self) -> PathBuf {
+        self.root.join("surgery.jsonl")
+    }
     /// The run summary.
     pub fn summary(&self) -> PathBuf {
         self.root.join("summary.json")

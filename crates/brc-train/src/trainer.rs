@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::evaluation::{evaluate_agent, TaskEvaluation};
-use crate::records::{EpisodeRecord, EvalRecord, GradientConflict, Summary};
+use crate::config::{Sampling, TrainingSection};
+use crate::records::{EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord};
 use crate::run_dir::{write_atomic, RunDir, AGENT_FILE};
 use crate::seeds::{derive, train_env_seed, Stream};
 use crate::RunConfig;
@@ -154,11 +155,14 @@ struct Logs {
     episodes: BufWriter<File>,
     evals: BufWriter<File>,
     conflict: BufWriter<File>,
+    /// Gradient-surgery diagnostics (runs with a gradient method other than the mean).
+    surgery: Option<BufWriter<File>>,
 }
 
 impl Logs {
-    /// Opens the logs for appending (they were created or truncated before).
-    fn open(dir: &RunDir) -> Result<Self, TrainError> {
+    /// Opens the logs for appending (they were created or truncated before); `surgery`:
+    /// whether the run writes `surgery.jsonl`.
+    fn open(dir: &RunDir, surgery: bool) -> Result<Self, TrainError> {
         let open = |p: PathBuf| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -171,6 +175,11 @@ impl Logs {
             episodes: open(dir.episodes())?,
             evals: open(dir.evals())?,
             conflict: open(dir.conflict())?,
+            surgery: if surgery {
+                Some(open(dir.surgery())?)
+            } else {
+                None
+            },
         })
     }
 
@@ -186,6 +195,9 @@ impl Logs {
     fn flush(&mut self, dir: &RunDir) -> Result<(), TrainError> {
         self.episodes.flush().map_err(io(&dir.episodes()))?;
         self.evals.flush().map_err(io(&dir.evals()))?;
+        if let Some(s) = &mut self.surgery {
+            s.flush().map_err(io(&dir.surgery()))?;
+        }
         self.conflict.flush().map_err(io(&dir.conflict()))
     }
 }
@@ -240,6 +252,9 @@ pub fn train(
         truncate_log(&dir.conflict(), |r: &GradientConflict| {
             r.after_episode <= done
         })?;
+        if dir.surgery().is_file() {
+            truncate_log(&dir.surgery(), |r: &SurgeryRecord| r.after_episode <= done)?;
+        }
         // A `best` saved after the checkpoint belongs to the discarded part of the run: drop
         // it and let the evaluations from here on choose again (the final one always saves).
         let best = dir.checkpoint("best");
@@ -256,12 +271,16 @@ pub fn train(
         for log in [dir.episodes(), dir.evals(), dir.conflict()] {
             File::create(&log).map_err(io(&log))?;
         }
+        if config.agent.gradient() != brc_agents::GradientMethod::Mean {
+            File::create(dir.surgery()).map_err(io(&dir.surgery()))?;
+        }
     }
     let mut train_envs = make_envs(config)?;
     let mut eval_envs = make_envs(config)?;
-    let mut batch = Batch::with_capacity(training.batch_size);
+    let mut batch = Batch::with_capacity(training.batch_size * n_tasks);
     let mut probe_rng = Pcg32::seed_from_u64(derive(seed, Stream::Probe));
-    let mut logs = Logs::open(&dir)?;
+    let surgery = config.agent.gradient() != brc_agents::GradientMethod::Mean;
+    let mut logs = Logs::open(&dir, surgery)?;
     let total = config.total_episodes();
     let start = Instant::now();
     let clock = state.wall_seconds;
@@ -299,25 +318,16 @@ pub fn train(
             obs = step.obs;
 
             let source = agent.replay_source(task);
-            let available = match source {
-                ReplaySource::Uniform => buffer.len(),
-                ReplaySource::Task(t) => buffer.task_len(t),
-            };
-            if available >= agent.min_replay(task).max(1) {
+            if ready_to_update(&buffer, source, agent.min_replay(task), training, n_tasks) {
                 for _ in 0..training.updates_per_step {
-                    match source {
-                        ReplaySource::Uniform => buffer.sample_uniform(
-                            &mut state.replay_rng,
-                            &mut batch,
-                            training.batch_size,
-                        )?,
-                        ReplaySource::Task(t) => buffer.sample_task(
-                            &mut state.replay_rng,
-                            &mut batch,
-                            training.batch_size,
-                            t,
-                        )?,
-                    }
+                    sample_batch(
+                        &buffer,
+                        source,
+                        training,
+                        n_tasks,
+                        &mut state.replay_rng,
+                        &mut batch,
+                    )?;
                     let stats = agent.update(&batch)?;
                     state.updates += 1;
                     if !stats.loss.is_finite() {
@@ -381,6 +391,15 @@ pub fn train(
                 if let Some(grads) = agent.task_gradients(p)? {
                     let conflict = GradientConflict::measure(done, &names, &grads);
                     Logs::line(&mut logs.conflict, &conflict, &dir.conflict())?;
+                    if let (Some(log), Some(diagnostics)) =
+                        (&mut logs.surgery, agent.surgery_diagnostics(&grads))
+                    {
+                        let record = SurgeryRecord {
+                            after_episode: done,
+                            diagnostics,
+                        };
+                        Logs::line(log, &record, &dir.surgery())?;
+                    }
                 }
             }
         }
@@ -468,6 +487,46 @@ pub fn train(
     write_atomic(&dir.summary(), text.as_bytes()).map_err(io(&dir.summary()))?;
     write_predecessor_metrics(&dir, config, &summary, &history, &eval_history)?;
     Ok(summary)
+}
+
+/// Whether the agent's sampled set can give an update's batch: `min_replay` transitions and,
+/// for balanced batches, at least one of every task.
+fn ready_to_update(
+    buffer: &ReplayBuffer,
+    source: ReplaySource,
+    min_replay: usize,
+    training: &TrainingSection,
+    n_tasks: usize,
+) -> bool {
+    match source {
+        ReplaySource::Task(t) => buffer.task_len(t) >= min_replay.max(1),
+        ReplaySource::Uniform => {
+            buffer.len() >= min_replay.max(1)
+                && (training.sampling == Sampling::Mixed
+                    || (0..n_tasks).all(|t| buffer.task_len(t) > 0))
+        }
+    }
+}
+
+/// Draws one update's batch into `batch`: the task's transitions for a per-task learner,
+/// otherwise `batch_size` mixed ones or `batch_size` of every task (`training.sampling`).
+fn sample_batch(
+    buffer: &ReplayBuffer,
+    source: ReplaySource,
+    training: &TrainingSection,
+    n_tasks: usize,
+    rng: &mut Pcg32,
+    batch: &mut Batch,
+) -> Result<(), TrainError> {
+    let size = training.batch_size;
+    match (source, training.sampling) {
+        (ReplaySource::Task(t), _) => buffer.sample_task(rng, batch, size, t)?,
+        (ReplaySource::Uniform, Sampling::Mixed) => buffer.sample_uniform(rng, batch, size)?,
+        (ReplaySource::Uniform, Sampling::Balanced) => {
+            buffer.sample_balanced(rng, batch, size, n_tasks)?
+        }
+    }
+    Ok(())
 }
 
 /// The freshly initialised agent of a run (its seed derives from the run seed).
