@@ -28,6 +28,8 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         "name": config.run.name,
         "agent": config.agent,
         "parameters": agent.num_params(),
+        "gradient": config.agent.gradient().name(),
+        "sampling": config.training.sampling,
         "tasks": config.tasks,
         "episodes": config.total_episodes(),
     });
@@ -37,6 +39,11 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         println!("run        {}", config.run.name);
         println!("agent      {}", agent.kind());
         println!("parameters {}", agent.num_params());
+        println!(
+            "gradient   {} ({} batches)",
+            config.agent.gradient().name(),
+            config.training.sampling.name()
+        );
         println!(
             "tasks      {}",
             config

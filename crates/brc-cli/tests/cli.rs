@@ -111,11 +111,25 @@ fn info_reports_exact_parameter_counts() {
         ("configs/brc.toml", 459_820),
         ("configs/shared_dqn.toml", 37_788),
         ("configs/independent_dqn.toml", 107_148),
+        ("configs/shared_dqn_blind.toml", 35_716),
+        ("configs/pcgrad_blind.toml", 35_716),
+        ("configs/gradnorm.toml", 37_788),
     ] {
         let o = brc(&["info", "--config", config, "--json"]);
         assert!(o.status.success(), "{}", stderr(&o));
         let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(doc["parameters"], params, "{config}");
+    }
+    for (config, method) in [
+        ("configs/shared_dqn.toml", "mean"),
+        ("configs/pcgrad.toml", "pcgrad"),
+        ("configs/gradnorm_blind.toml", "gradnorm"),
+        ("configs/brc_cagrad.toml", "cagrad"),
+    ] {
+        let o = brc(&["info", "--config", config]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains(&format!("gradient   {method}")), "{config}: {text}");
     }
     let o = brc(&[
         "info",
