@@ -108,6 +108,16 @@ pub enum Sampling {
     Balanced,
 }
 
+impl Sampling {
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sampling::Mixed => "mixed",
+            Sampling::Balanced => "balanced",
+        }
+    }
+}
+
 impl Default for TrainingSection {
     fn default() -> Self {
         Self {

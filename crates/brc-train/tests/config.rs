@@ -506,3 +506,25 @@ fn bad_overrides_name_the_override() {
     );
     assert_eq!(e.origin, "configs/x.toml");
 }
+
+#[test]
+fn gradient_methods_and_sampling_are_checked_together() {
+    let cases: &[(&str, &str)] = &[
+        ("gradient = \"pcgrad\"", "configs/x.toml: agent.gradient = \"pcgrad\": needs training.sampling = \"balanced\" (every task's loss in every update)"),
+        ("cagrad_c = -0.5", "configs/x.toml: agent.cagrad_c = -0.5: must be a finite number ≥ 0"),
+        ("gradnorm_lr = 0.0", "configs/x.toml: agent.gradnorm_lr = 0: must be a finite number > 0"),
+    ];
+    for (extra, expected) in cases {
+        assert_eq!(error(&with(extra), &[]).to_string(), *expected, "{extra}");
+    }
+    let e = error(&with("gradient = \"pcgard\""), &[]).to_string();
+    assert!(e.contains("agent.gradient") && e.contains("pcgard"), "{e}");
+    let e = error(&with("[training]\nsampling = \"uniform\""), &[]).to_string();
+    assert!(e.contains("training.sampling") && e.contains("balanced"), "{e}");
+    let independent = "[run]\nname = \"x\"\n\n[agent]\nkind = \"independent_dqn\"\n\n[training]\nsampling = \"balanced\"\n";
+    let e = error(independent, &[]);
+    assert_eq!(e.key.as_deref(), Some("training.sampling"), "{e}");
+    let c = parse(&with("gradient = \"gradnorm\"\n[training]\nsampling = \"balanced\""), &[]).unwrap();
+    assert_eq!(c.training.sampling, brc_train::Sampling::Balanced);
+    assert_eq!(c.agent.gradient(), brc_agents::GradientMethod::Gradnorm);
+}
