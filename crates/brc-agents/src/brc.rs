@@ -433,9 +433,16 @@ impl Brc {
             grads.resize_with(t, Vec::new);
             online.backward(&self.online, dlogits, &segments, &mut grads[..t])?;
             let losses: Vec<f64> = host.iter().map(|h| h.loss).collect();
-            let surgery = self.surgery.as_mut().expect("called with a gradient method");
+            let surgery = self
+                .surgery
+                .as_mut()
+                .expect("called with a gradient method");
             let update = surgery.combine(&losses, &grads[..t], &mut self.rng);
-            (losses, host.iter().map(|h| h.mean_q).collect::<Vec<_>>(), update)
+            (
+                losses,
+                host.iter().map(|h| h.mean_q).collect::<Vec<_>>(),
+                update,
+            )
         } else {
             let (mut losses, mut q_means, mut grads) = (Vec::new(), Vec::new(), Vec::new());
             for b in &self.task_batches {
@@ -444,7 +451,10 @@ impl Brc {
                 losses.push(f64::from(loss.to_scalar::<f32>()?));
                 q_means.push(f64::from(q_taken.mean_all()?.to_scalar::<f32>()?));
             }
-            let surgery = self.surgery.as_mut().expect("called with a gradient method");
+            let surgery = self
+                .surgery
+                .as_mut()
+                .expect("called with a gradient method");
             let update = surgery.combine(&losses, &grads, &mut self.rng);
             (losses, q_means, update)
         };

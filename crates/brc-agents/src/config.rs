@@ -291,7 +291,6 @@ impl SharedDqnConfig {
             cagrad_c: self.cagrad_c,
         }
     }
-
 }
 
 /// BRC: BroNet + C51 (double-DQN action selection) + AdamW, as the design note specifies.
@@ -406,7 +405,6 @@ impl BrcConfig {
             cagrad_c: self.cagrad_c,
         }
     }
-
 
     /// The network this config describes, for `num_tasks` tasks.
     pub fn network(&self, num_tasks: usize) -> brc_nn::BroNetConfig {

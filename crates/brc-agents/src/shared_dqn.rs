@@ -103,7 +103,10 @@ impl SharedDqn {
             losses.push(f64::from(loss.to_scalar::<f32>()?));
             q_sum += f64::from(q_taken.sum_all()?.to_scalar::<f32>()?);
         }
-        let surgery = self.surgery.as_mut().expect("called with a gradient method");
+        let surgery = self
+            .surgery
+            .as_mut()
+            .expect("called with a gradient method");
         let update = surgery.combine(&losses, &grads, &mut self.rng);
         let grad_norm = self
             .optimizer

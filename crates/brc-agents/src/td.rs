@@ -73,10 +73,7 @@ pub(crate) fn flat_gradient(loss: &Tensor, params: &brc_nn::ParamStore) -> Resul
 }
 
 /// The gradient of `loss` with respect to each of `params`, in order (zeros where none).
-pub(crate) fn param_gradients(
-    loss: &Tensor,
-    params: &brc_nn::ParamStore,
-) -> Result<Vec<Vec<f32>>> {
+pub(crate) fn param_gradients(loss: &Tensor, params: &brc_nn::ParamStore) -> Result<Vec<Vec<f32>>> {
     let grads = loss.backward()?;
     params
         .named_vars()

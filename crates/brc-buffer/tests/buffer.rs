@@ -260,8 +260,14 @@ fn balanced_sampling_draws_the_same_count_of_every_task() {
     for i in 0..48 {
         assert_eq!(batch.tasks[i] as usize, i / 16, "rows come task after task");
         let id = row_id(&batch, i);
-        assert_eq!(buf.get(id).unwrap().task, i / 16, "row {i} is a transition of its task");
+        assert_eq!(
+            buf.get(id).unwrap().task,
+            i / 16,
+            "row {i} is a transition of its task"
+        );
     }
-    let e = buf.sample_balanced(&mut rng, &mut batch, 16, 4).unwrap_err();
+    let e = buf
+        .sample_balanced(&mut rng, &mut batch, 16, 4)
+        .unwrap_err();
     assert_eq!(e, BufferError::EmptyTask(3));
 }

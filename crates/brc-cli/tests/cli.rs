@@ -129,7 +129,10 @@ fn info_reports_exact_parameter_counts() {
         let o = brc(&["info", "--config", config]);
         assert!(o.status.success(), "{}", stderr(&o));
         let text = String::from_utf8_lossy(&o.stdout);
-        assert!(text.contains(&format!("gradient   {method}")), "{config}: {text}");
+        assert!(
+            text.contains(&format!("gradient   {method}")),
+            "{config}: {text}"
+        );
     }
     let o = brc(&[
         "info",

@@ -14,8 +14,8 @@ use rand_pcg::Pcg32;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::evaluation::{evaluate_agent, TaskEvaluation};
 use crate::config::{Sampling, TrainingSection};
+use crate::evaluation::{evaluate_agent, TaskEvaluation};
 use crate::records::{EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord};
 use crate::run_dir::{write_atomic, RunDir, AGENT_FILE};
 use crate::seeds::{derive, train_env_seed, Stream};

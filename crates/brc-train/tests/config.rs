@@ -520,11 +520,18 @@ fn gradient_methods_and_sampling_are_checked_together() {
     let e = error(&with("gradient = \"pcgard\""), &[]).to_string();
     assert!(e.contains("agent.gradient") && e.contains("pcgard"), "{e}");
     let e = error(&with("[training]\nsampling = \"uniform\""), &[]).to_string();
-    assert!(e.contains("training.sampling") && e.contains("balanced"), "{e}");
+    assert!(
+        e.contains("training.sampling") && e.contains("balanced"),
+        "{e}"
+    );
     let independent = "[run]\nname = \"x\"\n\n[agent]\nkind = \"independent_dqn\"\n\n[training]\nsampling = \"balanced\"\n";
     let e = error(independent, &[]);
     assert_eq!(e.key.as_deref(), Some("training.sampling"), "{e}");
-    let c = parse(&with("gradient = \"gradnorm\"\n[training]\nsampling = \"balanced\""), &[]).unwrap();
+    let c = parse(
+        &with("gradient = \"gradnorm\"\n[training]\nsampling = \"balanced\""),
+        &[],
+    )
+    .unwrap();
     assert_eq!(c.training.sampling, brc_train::Sampling::Balanced);
     assert_eq!(c.agent.gradient(), brc_agents::GradientMethod::Gradnorm);
 }

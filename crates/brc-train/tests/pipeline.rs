@@ -244,7 +244,10 @@ fn every_gradient_method_trains_each_agent_on_the_smoke_config() {
     let tmp = tempfile::tempdir().unwrap();
     for kind in ["shared_dqn", "brc"] {
         for method in ["mean", "pcgrad", "gradnorm", "cagrad"] {
-            let mut config = smoke(&["training.episodes_per_task=1", "training.sampling=\"balanced\""]);
+            let mut config = smoke(&[
+                "training.episodes_per_task=1",
+                "training.sampling=\"balanced\"",
+            ]);
             let mut agent = serde_json::json!({ "kind": kind, "gradient": method });
             if kind == "brc" {
                 agent = serde_json::json!({ "kind": kind, "gradient": method,
@@ -260,7 +263,10 @@ fn every_gradient_method_trains_each_agent_on_the_smoke_config() {
             assert!(loss.is_finite(), "{kind} {method}: loss {loss}");
             let surgery = dir.join("surgery.jsonl");
             if method == "mean" {
-                assert!(!surgery.exists(), "{kind}: a mean run writes no surgery log");
+                assert!(
+                    !surgery.exists(),
+                    "{kind}: a mean run writes no surgery log"
+                );
                 continue;
             }
             let records: Vec<serde_json::Value> = lines(surgery);
@@ -301,12 +307,18 @@ fn resuming_a_gradnorm_run_reproduces_the_uninterrupted_run() {
             })
             .collect()
     };
-    assert_eq!(strip(&whole, "episodes.jsonl"), strip(&cut, "episodes.jsonl"));
+    assert_eq!(
+        strip(&whole, "episodes.jsonl"),
+        strip(&cut, "episodes.jsonl")
+    );
     assert_eq!(strip(&whole, "evals.jsonl"), strip(&cut, "evals.jsonl"));
     let weights = strip(&whole, "surgery.jsonl");
     assert_eq!(weights, strip(&cut, "surgery.jsonl"));
     // The comparison means something: by the end the weights have left 1 (and sum to 3).
-    let last = weights.last().unwrap()["weights"].as_object().unwrap().clone();
+    let last = weights.last().unwrap()["weights"]
+        .as_object()
+        .unwrap()
+        .clone();
     let w: Vec<f64> = last.values().map(|v| v.as_f64().unwrap()).collect();
     assert!(w.iter().any(|x| (x - 1.0).abs() > 1e-3), "{w:?}");
     assert!((w.iter().sum::<f64>() - 3.0).abs() < 1e-9, "{w:?}");

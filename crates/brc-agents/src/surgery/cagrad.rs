@@ -89,7 +89,12 @@ fn simplex_weights(gram: &Gram, c: f64) -> Vec<f64> {
         let f = objective(&w);
         step *= 2.0;
         loop {
-            let next = project_to_simplex(&w.iter().zip(&g).map(|(w, g)| w - step * g).collect::<Vec<_>>());
+            let next = project_to_simplex(
+                &w.iter()
+                    .zip(&g)
+                    .map(|(w, g)| w - step * g)
+                    .collect::<Vec<_>>(),
+            );
             let diff: Vec<f64> = next.iter().zip(&w).map(|(a, b)| a - b).collect();
             let bound = f + dot(&g, &diff) + dot(&diff, &diff) / (2.0 * step);
             if objective(&next) <= bound + 1e-18 || step < 1e-12 {
@@ -161,6 +166,10 @@ mod tests {
     fn simplex_projection_by_hand() {
         assert_close(&project_to_simplex(&[0.5, 0.5]), &[0.5, 0.5], 1e-15);
         assert_close(&project_to_simplex(&[2.0, 0.0]), &[1.0, 0.0], 1e-15);
-        assert_close(&project_to_simplex(&[0.0, 0.0, 0.0]), &[1.0 / 3.0; 3], 1e-15);
+        assert_close(
+            &project_to_simplex(&[0.0, 0.0, 0.0]),
+            &[1.0 / 3.0; 3],
+            1e-15,
+        );
     }
 }

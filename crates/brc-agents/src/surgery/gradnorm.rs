@@ -172,7 +172,11 @@ mod tests {
             last = g.weights.clone();
         }
         assert!(g.weights[0] > 1.5, "{:?}", g.weights);
-        assert!(g.weights[1] < g.weights[2], "task 1 falls fastest: {:?}", g.weights);
+        assert!(
+            g.weights[1] < g.weights[2],
+            "task 1 falls fastest: {:?}",
+            g.weights
+        );
     }
 
     #[test]

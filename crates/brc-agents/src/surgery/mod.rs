@@ -105,7 +105,11 @@ impl Gram {
     /// ‖Σᵢ wᵢgᵢ‖² = wᵀMw.
     pub(crate) fn quadratic(&self, w: &[f64]) -> f64 {
         (0..self.t)
-            .map(|i| (0..self.t).map(|j| w[i] * self.get(i, j) * w[j]).sum::<f64>())
+            .map(|i| {
+                (0..self.t)
+                    .map(|j| w[i] * self.get(i, j) * w[j])
+                    .sum::<f64>()
+            })
             .sum()
     }
 }
@@ -311,9 +315,12 @@ impl Surgery {
                 }
             }
             GradientMethod::Gradnorm | GradientMethod::Mean => SurgeryDiagnostics::Gradnorm {
-                weights: by_name(&self.gradnorm.as_ref().map_or(vec![1.0; t], |g| {
-                    g.weights.clone()
-                })),
+                weights: by_name(
+                    &self
+                        .gradnorm
+                        .as_ref()
+                        .map_or(vec![1.0; t], |g| g.weights.clone()),
+                ),
             },
         }
     }
@@ -448,7 +455,10 @@ pub(crate) mod tests {
         let mut cagrad = Surgery::new(settings(GradientMethod::Cagrad), &p, 3).unwrap();
         let update = cagrad.combine(&[1.0; 3], &grads, &mut rng);
         let third = 1.0f32 / 3.0;
-        assert_eq!(update[0], vec![third, -third, 2.0 * third, -third, 1.0, -third]);
+        assert_eq!(
+            update[0],
+            vec![third, -third, 2.0 * third, -third, 1.0, -third]
+        );
     }
 
     #[test]
