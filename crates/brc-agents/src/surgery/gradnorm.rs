@@ -114,12 +114,11 @@ impl GradNorm {
         self.step += 1;
         let t = self.step as i32;
         let (bias1, bias2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
-        for i in 0..grad.len() {
-            self.m[i] = BETA1 * self.m[i] + (1.0 - BETA1) * grad[i];
-            self.v[i] = BETA2 * self.v[i] + (1.0 - BETA2) * grad[i] * grad[i];
-            let m_hat = self.m[i] / bias1;
-            let v_hat = self.v[i] / bias2;
-            self.weights[i] -= self.lr * m_hat / (v_hat.sqrt() + EPS);
+        let moments = self.m.iter_mut().zip(self.v.iter_mut());
+        for ((w, (m, v)), g) in self.weights.iter_mut().zip(moments).zip(grad) {
+            *m = BETA1 * *m + (1.0 - BETA1) * g;
+            *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+            *w -= self.lr * (*m / bias1) / ((*v / bias2).sqrt() + EPS);
         }
     }
 }

@@ -126,8 +126,8 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
         .map(|(x, y)| x * y)
         .sum();
     for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            lanes[k] += x[k] * y[k];
+        for ((l, x), y) in lanes.iter_mut().zip(x).zip(y) {
+            *l += x * y;
         }
     }
     lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + f64::from(rest)
