@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use brc_agents::{
-    build_agent, AgentConfig, AgentContext, BrcConfig, Exploration, IndependentDqnConfig,
-    ReplaySource, SharedDqnConfig,
+    build_agent, AgentConfig, AgentContext, BrcConfig, Exploration, GradientMethod,
+    IndependentDqnConfig, ReplaySource, SharedDqnConfig,
 };
 use brc_buffer::{Batch, ReplayBuffer, Transition};
 use brc_envs::rng::NumpyRng;
@@ -213,7 +213,8 @@ fn filled_buffer() -> ReplayBuffer {
 enum UpdateKind {
     /// `update` on 64 rows from the agent's replay source.
     Plain,
-    /// `update` on 3 × 64 rows, 64 from each task (balanced sampling, one mean loss).
+    /// `update` on 3 × 64 rows, 64 from each task (balanced sampling: one mean loss, or the
+    /// agent's gradient surgery).
     Balanced,
     /// `task_gradients` on 3 × 64 rows: the three task losses' separate gradients.
     TaskGradients,
@@ -252,6 +253,30 @@ fn cases() -> Vec<(&'static str, AgentConfig, UpdateKind, bool)> {
         ("brc_tuned", AgentConfig::Brc(brc_tuned()), Plain, false),
         ("brc_balanced", brc(), Balanced, false),
         ("brc_task_gradients", brc(), TaskGradients, false),
+        (
+            "brc_pcgrad",
+            AgentConfig::Brc(BrcConfig {
+                gradient: GradientMethod::Pcgrad,
+                ..BrcConfig::default()
+            }),
+            Balanced,
+            false,
+        ),
+        (
+            "shared_dqn_balanced",
+            AgentConfig::SharedDqn(SharedDqnConfig::default()),
+            Balanced,
+            false,
+        ),
+        (
+            "shared_dqn_pcgrad",
+            AgentConfig::SharedDqn(SharedDqnConfig {
+                gradient: GradientMethod::Pcgrad,
+                ..SharedDqnConfig::default()
+            }),
+            Balanced,
+            false,
+        ),
     ]
 }
 
