@@ -315,20 +315,14 @@ impl BroNetCpu {
         grads: &mut [HostGradients],
     ) -> Result<()> {
         let idx = self.bind(net)?;
-        let rows = segments.last().map_or(0, |s| s.end);
-        let contiguous = segments.first().is_none_or(|s| s.start == 0)
-            && segments.windows(2).all(|p| p[0].end == p[1].start);
-        if !contiguous || rows > self.rows || grads.len() != segments.len() {
-            return Err(NnError::Config(
-                "BroNet CPU backward: segments must be consecutive rows of the last forward, one gradient set each".into(),
-            ));
-        }
-        if dlogits.len() != rows * self.out_dim() {
-            return Err(NnError::Config(format!(
-                "BroNet CPU backward: {} logit gradients for {rows} rows",
-                dlogits.len()
-            )));
-        }
+        check_segments(
+            "BroNet CPU backward",
+            segments,
+            self.rows,
+            grads.len(),
+            dlogits.len(),
+            self.out_dim(),
+        )?;
         let params = net.params();
         for g in grads.iter_mut() {
             g.resize(params.len(), Vec::new());
@@ -488,6 +482,32 @@ impl BroNetCpu {
             }
         }
     }
+}
+
+/// Checks a backward pass's segments (consecutive ranges from row 0, within the `forwarded`
+/// rows, one gradient set each) and its output gradient (`width` per row); returns the rows.
+pub(crate) fn check_segments(
+    what: &str,
+    segments: &[Range<usize>],
+    forwarded: usize,
+    grad_sets: usize,
+    output_grads: usize,
+    width: usize,
+) -> Result<usize> {
+    let rows = segments.last().map_or(0, |s| s.end);
+    let contiguous = segments.first().is_none_or(|s| s.start == 0)
+        && segments.windows(2).all(|p| p[0].end == p[1].start);
+    if !contiguous || rows > forwarded || grad_sets != segments.len() {
+        return Err(NnError::Config(format!(
+            "{what}: segments must be consecutive rows of the last forward, one gradient set each"
+        )));
+    }
+    if output_grads != rows * width {
+        return Err(NnError::Config(format!(
+            "{what}: {output_grads} output gradients for {rows} rows"
+        )));
+    }
+    Ok(rows)
 }
 
 /// Rows `r` of a row-major matrix `width` wide.

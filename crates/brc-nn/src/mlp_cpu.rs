@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use crate::bronet_cpu::HostGradients;
+use crate::bronet_cpu::{check_segments, HostGradients};
 use crate::kernels::{self, Mat};
 use crate::{NnError, ParamStore, Result};
 
@@ -143,21 +143,15 @@ impl MlpCpu {
         segments: &[Range<usize>],
         grads: &mut [HostGradients],
     ) -> Result<()> {
-        let rows = segments.last().map_or(0, |s| s.end);
-        let contiguous = segments.first().is_none_or(|s| s.start == 0)
-            && segments.windows(2).all(|p| p[0].end == p[1].start);
         let out_dim = self.layout.layers.last().expect("a layer").3;
-        if !contiguous || rows > self.rows || grads.len() != segments.len() {
-            return Err(NnError::Config(
-                "MLP CPU backward: segments must be consecutive rows of the last forward".into(),
-            ));
-        }
-        if dout.len() != rows * out_dim {
-            return Err(NnError::Config(format!(
-                "MLP CPU backward: {} output gradients for {rows} rows",
-                dout.len()
-            )));
-        }
+        let rows = check_segments(
+            "MLP CPU backward",
+            segments,
+            self.rows,
+            grads.len(),
+            dout.len(),
+            out_dim,
+        )?;
         for g in grads.iter_mut() {
             g.resize(params.len(), Vec::new());
             for (gv, (_, v)) in g.iter_mut().zip(params.named_vars()) {
