@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg32;
 use serde::Serialize;
 
-use crate::trainer::TrainError;
+use crate::error::TrainError;
 use crate::{parse_config, train, TrainOptions};
 
 /// Median and spread of repeated measurements.

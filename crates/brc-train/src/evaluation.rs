@@ -6,8 +6,9 @@ use brc_agents::Agent;
 use brc_envs::{run_episode_observed, EpisodeProgress, EpisodeSummary, LunarLander, TaskSpec};
 use serde::Serialize;
 
+use crate::error::TrainError;
+use crate::run_agent::build_run_agent;
 use crate::seeds::eval_env_seed;
-use crate::trainer::{build_run_agent, TrainError};
 use crate::{load_config, RunConfig, RunDir, AGENT_FILE};
 
 /// One greedy evaluation episode.

@@ -7,8 +7,10 @@ use brc_agents::{IndependentDqn, IndependentDqnConfig, SharedDqn, SharedDqnConfi
 use brc_envs::TaskSpec;
 use brc_nn::{QMlp, SharedQMlp};
 
+use crate::error::TrainError;
+use crate::run_agent::agent_context;
+use crate::run_dir::prepare_dir;
 use crate::run_dir::{write_atomic, RunDir, AGENT_FILE};
-use crate::trainer::{agent_context, prepare_dir, TrainError};
 use crate::{parse_config, RunConfig};
 
 /// Which predecessor agent the `.pth` files hold.

@@ -6,17 +6,22 @@
 //! [`sweep`] runs many such runs from one sweep file, on a local process pool or on Slurm.
 
 pub mod bench;
+mod checkpoints;
 pub mod config;
+mod error;
 mod evaluation;
 mod import;
+mod logs;
 mod publish;
 mod records;
+mod run_agent;
 mod run_dir;
 mod seeds;
 pub mod sweep;
 mod trainer;
 
 pub use config::{load_config, parse_config, ConfigError, RunConfig, Sampling};
+pub use error::TrainError;
 pub use evaluation::{
     checkpoint_file, evaluate_agent, evaluate_task, evaluate_task_observed, load_run_agent,
     EvalEpisode, TaskEvaluation,
@@ -24,6 +29,7 @@ pub use evaluation::{
 pub use import::{import_torch, TorchKind};
 pub use publish::{publish_run, PUBLISHED_BEST_WEIGHTS, PUBLISHED_WEIGHTS};
 pub use records::{EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord};
+pub use run_agent::build_run_agent;
 pub use run_dir::{write_atomic, RunDir, AGENT_FILE};
 pub use seeds::{eval_env_seed, train_env_seed};
-pub use trainer::{build_run_agent, train, Progress, TrainError, TrainOptions};
+pub use trainer::{train, Progress, TrainOptions};

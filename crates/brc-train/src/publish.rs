@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{io, TrainError};
 use crate::run_dir::{write_atomic, RunDir, AGENT_FILE};
-use crate::trainer::{io, TrainError};
 
 /// The weights-only agent file in a published run directory.
 pub const PUBLISHED_WEIGHTS: &str = "weights.safetensors";

@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::error::{io, TrainError};
+
 /// The agent file inside every checkpoint directory (`checkpoints/<name>/agent.safetensors`).
 pub const AGENT_FILE: &str = "agent.safetensors";
 
@@ -80,4 +82,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Makes `dir` an empty run directory. Its lock file (a sweep executor's, see
+/// [`RunDir::lock`]) neither counts as content nor is removed: the executor holding it keeps it.
+pub(crate) fn prepare_dir(dir: &RunDir, force: bool) -> Result<(), TrainError> {
+    let root = dir.root();
+    if root.exists() {
+        let lock = dir.lock();
+        let mut contents = Vec::new();
+        for entry in std::fs::read_dir(root).map_err(io(root))? {
+            let entry = entry.map_err(io(root))?;
+            let is_dir = entry.file_type().map_err(io(root))?.is_dir();
+            if entry.path() != lock {
+                contents.push((entry.path(), is_dir));
+            }
+        }
+        if !contents.is_empty() {
+            if !force {
+                return Err(TrainError::RunExists(root.to_path_buf()));
+            }
+            for (path, is_dir) in contents {
+                if is_dir {
+                    std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                } else {
+                    std::fs::remove_file(&path).map_err(io(&path))?;
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(dir.checkpoints()).map_err(io(root))
 }

@@ -3,9 +3,10 @@
 
 use super::status::clear_failure;
 use super::{io, record_failure, RunLock, RunStatus, Sweep, SweepError};
+use crate::error::TrainError;
 use crate::records::Summary;
 use crate::run_dir::RunDir;
-use crate::trainer::{train, Progress, TrainError, TrainOptions};
+use crate::trainer::{train, Progress, TrainOptions};
 
 /// What [`execute_run`] did.
 #[derive(Debug)]
@@ -44,7 +45,7 @@ pub fn execute_run(
     let resume = match sweep.state(run).status {
         RunStatus::Done => return Ok(RunOutcome::AlreadyDone),
         RunStatus::Unfinished => true,
-        RunStatus::Failed => crate::trainer::newest_checkpoint(&RunDir::new(&dir)).is_ok(),
+        RunStatus::Failed => crate::checkpoints::newest_checkpoint(&RunDir::new(&dir)).is_ok(),
         RunStatus::Pending => false,
     };
     clear_failure(&dir).map_err(io(&dir))?;

@@ -23,7 +23,7 @@ pub use slurm::{array_spec, sbatch_script, submit, SlurmOptions, SIGNAL_BEFORE_L
 pub use status::{record_failure, RunState, RunStatus};
 
 use crate::config::ConfigError;
-use crate::trainer::TrainError;
+use crate::error::TrainError;
 
 /// The run list's file in the output directory.
 const RUN_LIST: &str = "runs.json";

@@ -84,7 +84,7 @@ pub(super) fn run_state(dir: &Path, config: &RunConfig) -> RunState {
     }
     if run.summary().is_file() {
         state(RunStatus::Done, None)
-    } else if crate::trainer::newest_checkpoint(&run).is_ok() {
+    } else if crate::checkpoints::newest_checkpoint(&run).is_ok() {
         state(RunStatus::Unfinished, None)
     } else {
         state(RunStatus::Pending, None)

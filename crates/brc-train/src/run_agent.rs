@@ -1,0 +1,27 @@
+//! The agent a run config describes, built with the seed and device the run derives for it.
+
+use brc_agents::{build_agent, Agent, AgentContext};
+
+use crate::error::TrainError;
+use crate::seeds::{derive, Stream};
+use crate::RunConfig;
+
+/// The freshly initialised agent of a run (its seed derives from the run seed).
+pub fn build_run_agent(config: &RunConfig) -> Result<Box<dyn Agent>, TrainError> {
+    Ok(build_agent(&config.agent, &agent_context(config)?)?)
+}
+
+/// What a run's agent needs to know about the run.
+pub(crate) fn agent_context(config: &RunConfig) -> Result<AgentContext, TrainError> {
+    let training = &config.training;
+    Ok(AgentContext {
+        task_names: config.task_names(),
+        gamma: training.gamma,
+        exploration: config.exploration(),
+        target_update_episodes: training.target_update_episodes,
+        min_replay: training.min_replay,
+        total_episodes: config.total_episodes(),
+        seed: derive(config.run.seed, Stream::Agent),
+        device: brc_nn::select_device(&config.run.device)?,
+    })
+}
