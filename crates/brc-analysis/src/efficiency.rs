@@ -89,6 +89,7 @@ mod tests {
             episodes,
             evaluations: vec![],
             conflicts: vec![],
+            diagnostics: Default::default(),
             wall_seconds: None,
             finished: true,
         };

@@ -206,6 +206,85 @@ fn seed_band(
     mean_band(&series, points)
 }
 
+/// The figure caption of a diagnostics log.
+fn diagnostics_caption(log: &str) -> &'static str {
+    match log {
+        "surgery" => "Gradient surgery over training",
+        _ => "Method diagnostics over training",
+    }
+}
+
+/// What a diagnostics log measures, for its figure's title.
+fn diagnostics_subject(log: &str) -> &str {
+    match log {
+        "surgery" => "gradient surgery on the fixed probe batches",
+        other => other,
+    }
+}
+
+/// A panel title and y label for one field of a diagnostics log.
+fn diagnostic_field_names(field: &str) -> (&str, &str) {
+    match field {
+        "conflicting_pairs" => ("PCGrad: conflicting task pairs", "share of pairs"),
+        "mean_projection" => (
+            "PCGrad: size of the removed component",
+            "relative to the task gradient",
+        ),
+        "weights" => ("GradNorm: task weights", "weight (sum = tasks)"),
+        "w" => ("CAGrad: task weights w", "weight (sum = 1)"),
+        "d_over_g0" => ("CAGrad: update size", "|d| / |mean gradient|"),
+        other => (other, other),
+    }
+}
+
+/// One panel per field of the diagnostics log `log` (one line per key of a nested field),
+/// the mean over the method's seeds with its band; `None` when no run writes the log.
+fn diagnostics_figure(method: &Method, log: &str, axis: XAxis, points: usize) -> Option<Figure> {
+    let logged = method.runs.iter().find_map(|r| r.diagnostics.get(log))?;
+    let mut fields: Vec<(String, Vec<String>)> = Vec::new();
+    for key in logged.iter().flat_map(|p| p.values.keys()) {
+        let field = key.split('/').next().unwrap_or(key).to_string();
+        match fields.iter_mut().find(|(f, _)| *f == field) {
+            Some((_, keys)) if !keys.contains(key) => keys.push(key.clone()),
+            Some(_) => {}
+            None => fields.push((field, vec![key.clone()])),
+        }
+    }
+    if fields.is_empty() {
+        return None;
+    }
+    let panels: Vec<Panel> = fields
+        .iter()
+        .map(|(field, keys)| {
+            let series = keys
+                .iter()
+                .enumerate()
+                .map(|(i, key)| {
+                    let band = seed_band(method, points, |r| {
+                        r.diagnostics
+                            .get(log)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|p| {
+                                Some((axis.after(r, p.after_episode)?, *p.values.get(key)?))
+                            })
+                            .collect()
+                    });
+                    let label = key.split_once('/').map_or("", |(_, k)| k);
+                    band_series(label, i, &band)
+                })
+                .collect();
+            let (title, y_label) = diagnostic_field_names(field);
+            line(title, axis, y_label, series, Vec::new())
+        })
+        .collect();
+    Some(Figure {
+        title: format!("{}: {}", method.name, diagnostics_subject(log)),
+        columns: panels.len().min(2),
+        panels,
+    })
+}
+
 /// Evaluation history of one task (or the task average with `None`) across seeds: grouped by
 /// the episode count they ran after, x = mean env steps over the seeds that reached it.
 fn eval_band(method: &Method, task: Option<&str>, axis: XAxis) -> Vec<BandPoint> {
@@ -463,6 +542,14 @@ pub fn analyze(
             columns: 2,
         },
     )?;
+
+    // What a method-specific mechanism did over training (gradient surgery, …).
+    for log in crate::runs::DIAGNOSTIC_LOGS {
+        if let Some(figure) = diagnostics_figure(method, log, axis, opts.curve_points) {
+            let caption = diagnostics_caption(log);
+            o.figure(&format!("{log}_diagnostics"), caption, figure)?;
+        }
+    }
 
     // Final return per task and on average ("conflict robustness").
     let mut categories = tasks.clone();
@@ -1050,6 +1137,21 @@ mod tests {
                     .into(),
                 })
                 .collect(),
+            diagnostics: [(
+                "surgery".to_string(),
+                (1..=30)
+                    .map(|k| crate::runs::DiagnosticPoint {
+                        after_episode: 10 * k,
+                        values: [
+                            ("conflicting_pairs".to_string(), 1.0 / k as f64),
+                            ("weights/standard".into(), 1.0 + 0.01 * k as f64),
+                            ("weights/windy".into(), 1.0 - 0.01 * k as f64),
+                        ]
+                        .into(),
+                    })
+                    .collect(),
+            )]
+            .into(),
             episodes,
             wall_seconds: Some(300.0),
             finished: true,
@@ -1098,6 +1200,7 @@ mod tests {
             "evaluations",
             "diagnostics",
             "gradient_conflict",
+            "surgery_diagnostics",
             "final_returns",
             "sample_efficiency",
         ] {
@@ -1133,6 +1236,41 @@ mod tests {
         let eff = std::fs::read_to_string(tmp.path().join("sample_efficiency.md")).unwrap();
         assert!(eff.contains("| synthetic | standard | 50 | 3/3 |"), "{eff}");
         assert!(report.contains("3 seeds"));
+    }
+
+    #[test]
+    fn surgery_diagnostics_draw_a_panel_per_field_and_a_line_per_task() {
+        let m = method("pcgrad", 2, 200.0);
+        let figure = diagnostics_figure(&m, "surgery", XAxis::EnvSteps, 50).unwrap();
+        let lines: Vec<(String, Vec<String>)> = figure
+            .panels
+            .iter()
+            .map(|p| match p {
+                Panel::Line(l) => (
+                    l.title.clone(),
+                    l.series.iter().map(|s| s.label.clone()).collect(),
+                ),
+                _ => panic!("a diagnostics panel is a line chart"),
+            })
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0].0, "PCGrad: conflicting task pairs");
+        assert_eq!(lines[0].1, [""]);
+        assert_eq!(lines[1].0, "GradNorm: task weights");
+        assert_eq!(lines[1].1, ["standard", "windy"]);
+        // Windy's weight falls from 0.99 to 0.70 over the measurements (binned on the x axis).
+        let Panel::Line(weights) = &figure.panels[1] else {
+            unreachable!()
+        };
+        let windy: Vec<f64> = weights.series[1].points.iter().map(|p| p.1).collect();
+        assert!(windy.windows(2).all(|w| w[1] <= w[0]), "{windy:?}");
+        assert!(windy[0] <= 0.99 + 1e-9 && windy[0] > 0.95, "{windy:?}");
+        let last = *windy.last().unwrap();
+        assert!((0.7 - 1e-9..0.72).contains(&last), "{windy:?}");
+        // A method whose runs write no surgery log gets no figure.
+        let mut plain = method("shared_dqn", 2, 200.0);
+        plain.runs.iter_mut().for_each(|r| r.diagnostics.clear());
+        assert!(diagnostics_figure(&plain, "surgery", XAxis::EnvSteps, 50).is_none());
     }
 
     #[test]

@@ -81,6 +81,20 @@ pub struct Conflict {
     pub cosines: BTreeMap<String, f64>,
 }
 
+/// One line of a method-specific diagnostics log (`surgery.jsonl`, …): its numbers by name.
+/// A nested object's numbers are named `field/key` (GradNorm's `weights/windy`), so a figure
+/// can draw each field as a panel and each key as a line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiagnosticPoint {
+    /// Training episodes done when measured.
+    pub after_episode: usize,
+    /// The numbers of the line (strings such as the method's name are left out).
+    pub values: BTreeMap<String, f64>,
+}
+
+/// The diagnostics logs a run may write, by name (`<name>.jsonl` in the run directory).
+pub const DIAGNOSTIC_LOGS: [&str; 1] = ["surgery"];
+
 /// A run in one shape, whoever wrote it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
@@ -103,6 +117,9 @@ pub struct Run {
     pub evaluations: Vec<Evaluation>,
     /// Gradient-conflict measurements in order.
     pub conflicts: Vec<Conflict>,
+    /// Method-specific diagnostics by log name ([`DIAGNOSTIC_LOGS`]), each in order; a log the
+    /// run does not write is absent.
+    pub diagnostics: BTreeMap<String, Vec<DiagnosticPoint>>,
     /// Training wall-clock seconds (`summary.json`; for a run in progress, its last episode's).
     pub wall_seconds: Option<f64>,
     /// Whether the run finished (wrote its summary).
@@ -169,6 +186,31 @@ fn json_lines(path: &Path) -> Result<Vec<Value>, RunError> {
     Ok(out)
 }
 
+/// A diagnostics line's numbers: top-level numbers by their name, a nested object's by
+/// `field/key`.
+fn diagnostic_point(v: &Value) -> Option<DiagnosticPoint> {
+    let after_episode = v["after_episode"].as_u64()? as usize;
+    let mut values = BTreeMap::new();
+    for (field, x) in v.as_object()? {
+        if field == "after_episode" {
+            continue;
+        }
+        if let Some(n) = x.as_f64() {
+            values.insert(field.clone(), n);
+        } else if let Some(inner) = x.as_object() {
+            for (key, y) in inner {
+                if let Some(n) = y.as_f64() {
+                    values.insert(format!("{field}/{key}"), n);
+                }
+            }
+        }
+    }
+    Some(DiagnosticPoint {
+        after_episode,
+        values,
+    })
+}
+
 fn tasks_means(v: &Value) -> BTreeMap<String, f64> {
     v.as_object()
         .map(|m| {
@@ -233,6 +275,17 @@ pub fn load_run(dir: &Path) -> Result<Run, RunError> {
     } else {
         Vec::new()
     };
+    let mut diagnostics = BTreeMap::new();
+    for name in DIAGNOSTIC_LOGS {
+        let path = dir.join(format!("{name}.jsonl"));
+        if path.is_file() {
+            let points = json_lines(&path)?
+                .iter()
+                .filter_map(diagnostic_point)
+                .collect();
+            diagnostics.insert(name.to_string(), points);
+        }
+    }
     let summary: Option<Value> = std::fs::read_to_string(dir.join("summary.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
@@ -283,6 +336,7 @@ pub fn load_run(dir: &Path) -> Result<Run, RunError> {
         episodes,
         evaluations,
         conflicts,
+        diagnostics,
         // A run in progress: the clock of its last logged episode.
         wall_seconds,
         finished: summary.is_some(),
@@ -434,6 +488,7 @@ pub fn load_predecessor(path: &Path) -> Result<Run, RunError> {
             episodes,
             evaluations,
             conflicts: Vec::new(),
+            diagnostics: BTreeMap::new(),
             wall_seconds: None,
             finished: true,
         });
@@ -481,6 +536,7 @@ pub fn load_predecessor(path: &Path) -> Result<Run, RunError> {
             episodes,
             evaluations,
             conflicts: Vec::new(),
+            diagnostics: BTreeMap::new(),
             wall_seconds: None,
             finished: true,
         });
@@ -531,6 +587,7 @@ pub fn load_predecessor_dir(dir: &Path) -> Result<Vec<Run>, RunError> {
             episodes: Vec::new(),
             evaluations: Vec::new(),
             conflicts: Vec::new(),
+            diagnostics: BTreeMap::new(),
             wall_seconds: None,
             finished: true,
         };
@@ -590,6 +647,36 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not a run directory"));
+    }
+
+    #[test]
+    fn a_surgery_log_is_read_into_named_numbers() {
+        let dir = tmp("surgery");
+        std::fs::write(
+            dir.join("episodes.jsonl"),
+            "{\"episode\":0,\"task\":\"standard\",\"return\":-10.5}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("surgery.jsonl"),
+            "{\"after_episode\":10,\"method\":\"cagrad\",\"w\":{\"standard\":0.25,\"windy\":0.75},\"d_over_g0\":0.5}\n\
+             {\"after_episode\":20,\"method\":\"cagrad\",\"w\":{\"standard\":0.5,\"windy\":0.5},\"d_over_g0\":0.4}\n",
+        )
+        .unwrap();
+        let run = load_run(&dir).unwrap();
+        let log = &run.diagnostics["surgery"];
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[1].after_episode, 20);
+        let keys: Vec<&str> = log[0].values.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["d_over_g0", "w/standard", "w/windy"],
+            "the method name is no number"
+        );
+        assert_eq!(log[0].values["w/windy"], 0.75);
+        std::fs::remove_file(dir.join("surgery.jsonl")).unwrap();
+        assert!(load_run(&dir).unwrap().diagnostics.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
