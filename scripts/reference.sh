@@ -7,18 +7,21 @@
 #   results/reference/compare/           the methods, final weights (our protocol), + predecessor logs
 #   results/reference/compare-best/      the same methods, best checkpoints (the predecessor's protocol)
 #   results/reference/ablations/         brc_tuned against its one-change variants
+#   results/reference/surgery/           gradient surgery against its controls (balanced batches,
+#                                        task-blind), Shared DQN and BRC sizes, final weights
 # A run already published is left alone (delete its directory to publish it again).
 #
-#   scripts/reference.sh [RUNS_DIR]      (default results/runs; BRC_BIN overrides the binary)
+#   scripts/reference.sh [RUNS_DIR…]     (default results/runs; BRC_BIN overrides the binary)
+#   scripts/reference.sh results/runs results/sweeps/surgery
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-results/runs}
+runs=("${@:-results/runs}")
 brc=${BRC_BIN:-target/release/brc}
 if [ -z "${BRC_BIN:-}" ]; then cargo build --release -p brc-cli; fi
 ref=results/reference
 report=evaluation-best-all-seed2000000-n100.json
 
-for run in "$runs"/*/seed-*; do
+for run in $(printf '%s/*/seed-* ' "${runs[@]}"); do
     [ -f "$run/summary.json" ] || continue            # unfinished
     dest=$ref/$(basename "$(dirname "$run")")/$(basename "$run")
     [ -f "$dest/weights.safetensors" ] && continue    # published already
@@ -31,7 +34,9 @@ for run in "$runs"/*/seed-*; do
 done
 
 present() { for m in "$@"; do [ -d "$ref/$m" ] && echo "$ref/$m"; done; }
-mapfile -t main < <(present shared_dqn independent_dqn independent_dqn_matched brc brc_polyak brc_tuned brc_t_support20)
+surgery_methods=(shared_dqn shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_t_support20 brc_balanced brc_pcgrad brc_cagrad)
+mapfile -t main < <(present shared_dqn independent_dqn independent_dqn_matched brc brc_polyak brc_tuned brc_t_support20 shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_balanced brc_pcgrad brc_cagrad)
+mapfile -t surgery < <(present "${surgery_methods[@]}")
 mapfile -t ablations < <(present brc_tuned brc_t_scalar brc_t_noblocks brc_t_no_decay brc_t_postln brc_t_tau001 brc_t_lr_decay brc_t_unit_embedding brc_t_batch128 brc_t_support20)
 predecessor=()                                        # its logs, where ../shared is present
 [ -d ../shared/predecessor/metrics ] && predecessor=(../shared/predecessor/metrics)
@@ -40,4 +45,7 @@ predecessor=()                                        # its logs, where ../share
 if [ "${#ablations[@]}" -gt 1 ]; then
     "$brc" compare "${ablations[@]}" --out "$ref/ablations" > /dev/null
 fi
-echo "tables: $ref/compare/results.md $ref/compare-best/results.md $ref/ablations/results.md"
+if [ "${#surgery[@]}" -gt 2 ]; then
+    "$brc" compare "${surgery[@]}" --out "$ref/surgery" > /dev/null
+fi
+echo "tables: $ref/compare/results.md $ref/compare-best/results.md $ref/ablations/results.md $ref/surgery/results.md"
