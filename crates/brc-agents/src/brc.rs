@@ -325,8 +325,21 @@ impl Brc {
                 tasks.extend_from_slice(&b.tasks);
             }
         }
-        let logits = online.forward(&self.online, obs, tasks)?;
-        let next_target = target.forward(&self.target, &obs[total * OBS_DIM..], &tasks[total..])?;
+        // The online pass over [s; s′] and the target pass over s′ are independent.
+        let (online_net, target_net) = (&self.online, &self.target);
+        let next = (&obs[total * OBS_DIM..], &tasks[total..]);
+        let (logits, next_target) = if online.parallel() {
+            rayon::join(
+                || online.forward(online_net, obs, tasks),
+                || target.forward(target_net, next.0, next.1),
+            )
+        } else {
+            (
+                online.forward(online_net, obs, tasks),
+                target.forward(target_net, next.0, next.1),
+            )
+        };
+        let (logits, next_target) = (logits?, next_target?);
         // Atoms per action as the network has them (1 for the scalar ablation).
         let n = self.online.config().num_atoms;
         let width = NUM_ACTIONS * n;
@@ -870,6 +883,35 @@ mod cpu_path_tests {
                 assert!((a - b).abs() <= 1e-3 * (1.0 + b.abs()), "q {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn two_threads_train_the_same_bits_as_one() {
+        // `--threads 2` runs independent passes and products side by side; each is computed
+        // as on one thread, so training is bit-identical.
+        let train = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut agent = Brc::new(configs()[1].clone(), ctx(13)).unwrap();
+                let losses: Vec<f32> = (0..12)
+                    .map(|i| agent.update(&batch(300 + i, &[0, 1, 2])).unwrap().loss)
+                    .collect();
+                let weights: Vec<Vec<f32>> = agent
+                    .online
+                    .params()
+                    .named_vars()
+                    .iter()
+                    .map(|(_, v)| v.flatten_all().unwrap().to_vec1().unwrap())
+                    .collect();
+                (losses, weights)
+            })
+        };
+        let (one, two) = (train(1), train(2));
+        assert_eq!(one.0, two.0, "losses");
+        assert!(one.1 == two.1, "online weights differ");
     }
 
     #[test]

@@ -120,8 +120,10 @@ impl BroNetCpu {
         !config.post_ln && !config.unit_norm_embedding
     }
 
-    /// An engine for networks of `config`; its matrix products use as many threads as the
-    /// current rayon pool has (one in `brc`, unless `--threads` says otherwise).
+    /// An engine for networks of `config`, using as many threads as the current rayon pool has
+    /// (one in `brc`, unless `--threads` says otherwise). With two or more, the backward pass
+    /// computes each layer's weight gradients and its input gradient side by side, each product
+    /// on half the threads: small products split poorly inside gemm, independent ones do not.
     pub fn new(config: BroNetConfig) -> Result<Self> {
         let threads = rayon::current_num_threads();
         config.validate()?;
@@ -147,6 +149,12 @@ impl BroNetCpu {
             grad_hidden: Vec::new(),
             grad_code: Vec::new(),
         })
+    }
+
+    /// Whether this engine computes independent parts side by side (two or more threads): a
+    /// caller with independent forward passes may run those side by side too.
+    pub fn parallel(&self) -> bool {
+        self.threads > 1
     }
 
     fn out_dim(&self) -> usize {
@@ -231,7 +239,7 @@ impl BroNetCpu {
     fn forward_on(&mut self, w: &[&[f32]], idx: &Indices, obs: &[f32]) {
         let c = self.config;
         let (rows, h, d_in, out) = (self.rows, c.hidden_dim, self.in_dim(), self.out_dim());
-        let t = self.threads;
+        let (t, _) = self.product_threads();
         // concat(state, embedding[task])
         for (i, &task) in self.tasks.iter().enumerate() {
             let row = &mut self.input[i * d_in..(i + 1) * d_in];
@@ -346,6 +354,12 @@ impl BroNetCpu {
         i == idx.input.0 || i == idx.output.0 || idx.blocks.iter().any(|b| b[2] == i || b[4] == i)
     }
 
+    /// Threads of each matrix product, and whether independent products run side by side.
+    fn product_threads(&self) -> (usize, bool) {
+        let parallel = self.threads > 1;
+        (if parallel { self.threads / 2 } else { 1 }, parallel)
+    }
+
     fn backward_on(
         &mut self,
         w: &[&[f32]],
@@ -355,28 +369,38 @@ impl BroNetCpu {
         grads: &mut [HostGradients],
     ) {
         let c = self.config;
-        let (h, d_in, out, t) = (c.hidden_dim, self.in_dim(), self.out_dim(), self.threads);
+        let (h, d_in, out) = (c.hidden_dim, self.in_dim(), self.out_dim());
+        let (t, parallel) = self.product_threads();
         let rows = segments.last().map_or(0, |s| s.end);
-        // Output layer.
+        // Output layer: its weight gradients beside the gradient of its input.
         let fin = &self.final_norm;
-        for (s, g) in segments.iter().zip(grads.iter_mut()) {
-            kernels::matmul(
-                &mut g[idx.output.0],
-                rows_of(&fin.out, s, h).t(),
-                rows_of(dlogits, s, out),
-                false,
-                t,
-            );
-            kernels::add_column_sums(&mut g[idx.output.1], &dlogits[s.start * out..s.end * out]);
-        }
         let scratch = &mut self.grad_scratch[..rows * h];
-        kernels::matmul(
-            scratch,
-            Mat::new(dlogits, rows, out),
-            Mat::new(w[idx.output.0], h, out).t(),
-            false,
-            t,
+        kernels::both(
+            parallel,
+            || {
+                for (s, g) in segments.iter().zip(grads.iter_mut()) {
+                    kernels::matmul(
+                        &mut g[idx.output.0],
+                        rows_of(&fin.out, s, h).t(),
+                        rows_of(dlogits, s, out),
+                        false,
+                        t,
+                    );
+                    let dl = &dlogits[s.start * out..s.end * out];
+                    kernels::add_column_sums(&mut g[idx.output.1], dl);
+                }
+            },
+            || {
+                kernels::matmul(
+                    scratch,
+                    Mat::new(dlogits, rows, out),
+                    Mat::new(w[idx.output.0], h, out).t(),
+                    false,
+                    t,
+                )
+            },
         );
+        let scratch = &mut self.grad_scratch[..rows * h];
         let stream = &mut self.grad_stream[..rows * h];
         for (s, g) in segments.iter().zip(grads.iter_mut()) {
             let (dg, db) = two_mut(g, idx.final_ln.0, idx.final_ln.1);
@@ -397,40 +421,59 @@ impl BroNetCpu {
         for (b, cache) in idx.blocks.iter().zip(&self.blocks).rev() {
             let [ln_g, _, w1, b1, w2, b2] = *b;
             let hidden_grad = &mut self.grad_hidden[..rows * h];
-            for (s, g) in segments.iter().zip(grads.iter_mut()) {
-                kernels::matmul(
-                    &mut g[w2],
-                    rows_of(&cache.hidden, s, h).t(),
-                    rows_of(stream, s, h),
-                    false,
-                    t,
-                );
-                kernels::add_column_sums(&mut g[b2], &stream[s.start * h..s.end * h]);
-            }
-            kernels::matmul(
-                hidden_grad,
-                Mat::new(stream, rows, h),
-                Mat::new(w[w2], h, h).t(),
-                false,
-                t,
+            let upstream: &[f32] = stream;
+            kernels::both(
+                parallel,
+                || {
+                    for (s, g) in segments.iter().zip(grads.iter_mut()) {
+                        kernels::matmul(
+                            &mut g[w2],
+                            rows_of(&cache.hidden, s, h).t(),
+                            rows_of(upstream, s, h),
+                            false,
+                            t,
+                        );
+                        let up = &upstream[s.start * h..s.end * h];
+                        kernels::add_column_sums(&mut g[b2], up);
+                    }
+                },
+                || {
+                    kernels::matmul(
+                        hidden_grad,
+                        Mat::new(upstream, rows, h),
+                        Mat::new(w[w2], h, h).t(),
+                        false,
+                        t,
+                    )
+                },
             );
+            let hidden_grad = &mut self.grad_hidden[..rows * h];
             kernels::relu_backward(hidden_grad, &cache.hidden[..rows * h]);
-            for (s, g) in segments.iter().zip(grads.iter_mut()) {
-                kernels::matmul(
-                    &mut g[w1],
-                    rows_of(&cache.norm.out, s, h).t(),
-                    rows_of(hidden_grad, s, h),
-                    false,
-                    t,
-                );
-                kernels::add_column_sums(&mut g[b1], &hidden_grad[s.start * h..s.end * h]);
-            }
-            kernels::matmul(
-                scratch,
-                Mat::new(hidden_grad, rows, h),
-                Mat::new(w[w1], h, h).t(),
-                false,
-                t,
+            let hidden_grad: &[f32] = hidden_grad;
+            kernels::both(
+                parallel,
+                || {
+                    for (s, g) in segments.iter().zip(grads.iter_mut()) {
+                        kernels::matmul(
+                            &mut g[w1],
+                            rows_of(&cache.norm.out, s, h).t(),
+                            rows_of(hidden_grad, s, h),
+                            false,
+                            t,
+                        );
+                        let hg = &hidden_grad[s.start * h..s.end * h];
+                        kernels::add_column_sums(&mut g[b1], hg);
+                    }
+                },
+                || {
+                    kernels::matmul(
+                        scratch,
+                        Mat::new(hidden_grad, rows, h),
+                        Mat::new(w[w1], h, h).t(),
+                        false,
+                        t,
+                    )
+                },
             );
             for (s, g) in segments.iter().zip(grads.iter_mut()) {
                 let (dg, db) = two_mut(g, ln_g, b[1]);
@@ -448,29 +491,41 @@ impl BroNetCpu {
                 );
             }
         }
-        // Input layer and task embedding.
+        // Input layer beside the task codes' gradient.
         kernels::relu_backward(stream, &self.input_act[..rows * h]);
-        for (s, g) in segments.iter().zip(grads.iter_mut()) {
-            kernels::matmul(
-                &mut g[idx.input.0],
-                rows_of(&self.input, s, d_in).t(),
-                rows_of(stream, s, h),
-                false,
-                t,
-            );
-            kernels::add_column_sums(&mut g[idx.input.1], &stream[s.start * h..s.end * h]);
-        }
+        let upstream: &[f32] = stream;
+        let input = &self.input;
+        let grad_code = &mut self.grad_code[..rows * c.embedding_dim];
+        kernels::both(
+            parallel,
+            || {
+                for (s, g) in segments.iter().zip(grads.iter_mut()) {
+                    kernels::matmul(
+                        &mut g[idx.input.0],
+                        rows_of(input, s, d_in).t(),
+                        rows_of(upstream, s, h),
+                        false,
+                        t,
+                    );
+                    let up = &upstream[s.start * h..s.end * h];
+                    kernels::add_column_sums(&mut g[idx.input.1], up);
+                }
+            },
+            || {
+                if idx.embedding.is_some() {
+                    let code_rows = &w[idx.input.0][c.obs_dim * h..];
+                    kernels::matmul(
+                        grad_code,
+                        Mat::new(upstream, rows, h),
+                        Mat::new(code_rows, c.embedding_dim, h).t(),
+                        false,
+                        t,
+                    );
+                }
+            },
+        );
         if let Some(e) = idx.embedding {
             let e_dim = c.embedding_dim;
-            let code_rows = &w[idx.input.0][c.obs_dim * h..];
-            let grad_code = &mut self.grad_code[..rows * e_dim];
-            kernels::matmul(
-                grad_code,
-                Mat::new(stream, rows, h),
-                Mat::new(code_rows, e_dim, h).t(),
-                false,
-                t,
-            );
             for (s, g) in segments.iter().zip(grads.iter_mut()) {
                 for i in s.clone() {
                     let task = self.tasks[i] as usize;
@@ -641,6 +696,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn two_threads_give_the_same_bits_as_one() {
+        let config = small(6);
+        let net = BroNet::new(config, &mut StdRng::seed_from_u64(5), &Device::Cpu).unwrap();
+        let (obs, tasks, dl) = inputs(12, 6);
+        let segments = [0..4, 4..9];
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut cpu = BroNetCpu::new(config).unwrap();
+                assert_eq!(cpu.parallel(), threads > 1);
+                let logits = cpu.forward(&net, &obs, &tasks).unwrap().to_vec();
+                let mut grads = vec![Vec::new(), Vec::new()];
+                cpu.backward(&net, &dl[..9 * 20], &segments, &mut grads)
+                    .unwrap();
+                (logits, grads)
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert_eq!(one.0, two.0, "logits");
+        assert_eq!(one.1, two.1, "gradients");
+        assert!(one.1[1].iter().flatten().any(|g| *g != 0.0));
     }
 
     #[test]

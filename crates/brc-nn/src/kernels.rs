@@ -77,6 +77,18 @@ impl<'a> Mat<'a> {
     }
 }
 
+/// Runs `a` and `b`, two independent parts of a pass, on two threads of the current rayon
+/// pool when `parallel`, else one after the other. Each part computes the same thing either
+/// way, so results are bit-identical whatever the thread count.
+pub(crate) fn both(parallel: bool, a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
+    if parallel {
+        rayon::join(a, b);
+    } else {
+        a();
+        b();
+    }
+}
+
 /// `out [m × n] = a · b`, or `out += a · b` when `accumulate`; `out` is row-major with `n`
 /// columns. One thread unless `threads > 1`.
 pub(crate) fn matmul(out: &mut [f32], a: Mat, b: Mat, accumulate: bool, threads: usize) {
