@@ -92,7 +92,8 @@ pub struct UpdateStats {
 pub struct AgentContext {
     /// Task names in task-id order.
     pub task_names: Vec<String>,
-    /// Discount factor γ.
+    /// The discount of the bootstrapped value: γ, or γⁿ when the trainer stores n-step
+    /// returns (`training.n_step`).
     pub gamma: f64,
     /// ε-greedy schedule (per episode).
     pub exploration: Exploration,

@@ -84,6 +84,10 @@ pub struct TrainingSection {
     pub updates_per_step: usize,
     /// Discount factor γ.
     pub gamma: f64,
+    /// Rewards folded into each stored transition: 1 is one-step TD; n > 1 stores
+    /// Σₖ γᵏ r over n steps with the state n steps later, bootstrapped with γⁿ (the last
+    /// n − 1 steps of an episode cut by its time limit are not stored).
+    pub n_step: usize,
     /// Initial ε of the ε-greedy policy.
     pub epsilon_start: f64,
     /// Floor of ε.
@@ -127,6 +131,7 @@ impl Default for TrainingSection {
             min_replay: 2000,
             updates_per_step: 1,
             gamma: 0.99,
+            n_step: 1,
             epsilon_start: 1.0,
             epsilon_end: 0.01,
             epsilon_decay: 0.995,
@@ -521,6 +526,10 @@ fn range_err(key: &str, value: impl std::fmt::Display, message: &str) -> ConfigE
     )
 }
 
+/// The longest n-step return a config may ask for (an episode is at most 1,000 steps; beyond a
+/// few dozen the bootstrap no longer matters and only variance grows).
+const MAX_N_STEP: usize = 100;
+
 fn at_least_one(key: &str, v: usize) -> Result<(), ConfigError> {
     if v >= 1 {
         Ok(())
@@ -598,6 +607,14 @@ impl RunConfig {
         at_least_one("training.batch_size", t.batch_size)?;
         at_least_one("training.buffer_capacity", t.buffer_capacity)?;
         at_least_one("training.updates_per_step", t.updates_per_step)?;
+        at_least_one("training.n_step", t.n_step)?;
+        if t.n_step > MAX_N_STEP {
+            return Err(range_err(
+                "training.n_step",
+                t.n_step,
+                &format!("must be ≤ {MAX_N_STEP}"),
+            ));
+        }
         at_least_one("training.target_update_episodes", t.target_update_episodes)?;
         if t.batch_size > t.buffer_capacity {
             return Err(range_err(

@@ -12,6 +12,7 @@ mod error;
 mod evaluation;
 mod import;
 mod logs;
+mod n_step;
 mod publish;
 mod records;
 mod run_agent;

@@ -16,7 +16,8 @@ pub(crate) fn agent_context(config: &RunConfig) -> Result<AgentContext, TrainErr
     let training = &config.training;
     Ok(AgentContext {
         task_names: config.task_names(),
-        gamma: training.gamma,
+        // With n-step returns the bootstrapped value lies n steps ahead.
+        gamma: training.gamma.powi(training.n_step as i32),
         exploration: config.exploration(),
         target_update_episodes: training.target_update_episodes,
         min_replay: training.min_replay,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use brc_agents::{Agent, GradientMethod, ReplaySource, UpdateStats};
-use brc_buffer::{Batch, ReplayBuffer, Transition};
+use brc_buffer::{Batch, ReplayBuffer};
 use brc_envs::{Env, LunarLander, Outcome};
 use rand::SeedableRng;
 use rand_pcg::Pcg32;
@@ -19,6 +19,7 @@ use crate::config::{Sampling, TrainingSection};
 use crate::error::{io, TrainError};
 use crate::evaluation::{evaluate_agent, TaskEvaluation};
 use crate::logs::{write_predecessor_metrics, Logs};
+use crate::n_step::NStepWindow;
 use crate::records::{EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord};
 use crate::run_agent::build_run_agent;
 use crate::run_dir::{prepare_dir, write_atomic, RunDir, AGENT_FILE};
@@ -123,6 +124,8 @@ struct Run<'a> {
     eval_envs: Vec<LunarLander>,
     /// The update's batch, reused.
     batch: Batch,
+    /// Steps of the current episode waiting for their n-step return.
+    n_step: NStepWindow,
     /// Draws the gradient-conflict probe batches (its own stream: measuring never changes
     /// what is trained).
     probe_rng: Pcg32,
@@ -187,6 +190,7 @@ impl<'a> Run<'a> {
             train_envs: make_envs(config)?,
             eval_envs: make_envs(config)?,
             batch: Batch::with_capacity(training.batch_size * n_tasks),
+            n_step: NStepWindow::new(training.n_step, training.gamma),
             probe_rng: Pcg32::seed_from_u64(derive(seed, Stream::Probe)),
             logs: Logs::open(&dir, surgery)?,
             total: config.total_episodes(),
@@ -217,14 +221,16 @@ impl<'a> Run<'a> {
         for _ in 0..spec.max_episode_steps {
             let action = self.agent.act(&obs, task)?;
             let step = self.train_envs[task].step(action)?;
-            self.buffer.push(&Transition {
+            let buffer = &mut self.buffer;
+            self.n_step.push(
                 obs,
-                action: action as u32,
-                reward: step.reward as f32,
-                next_obs: step.obs,
-                terminated: step.terminated(),
+                action as u32,
+                step.reward,
+                step.obs,
+                step.terminated(),
                 task,
-            })?;
+                |t| buffer.push(t),
+            )?;
             self.state.env_steps += 1;
             length += 1;
             episode_return += step.reward;
@@ -235,6 +241,7 @@ impl<'a> Run<'a> {
                 break;
             }
         }
+        self.n_step.end_episode();
         self.agent.end_episode(task)?;
         self.state.episodes_done = episode + 1;
 

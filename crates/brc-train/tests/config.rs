@@ -341,6 +341,8 @@ fn out_of_range_values_name_key_and_value() {
         ("[training]\nmin_replay = 200000", "configs/x.toml: training.min_replay = 200000: must be ≤ training.buffer_capacity (100000)"),
         ("[training]\nmin_replay = 10", "configs/x.toml: training.min_replay = 10: must be ≥ training.batch_size (64)"),
         ("[training]\nupdates_per_step = 0", "configs/x.toml: training.updates_per_step = 0: must be ≥ 1"),
+        ("[training]\nn_step = 0", "configs/x.toml: training.n_step = 0: must be ≥ 1"),
+        ("[training]\nn_step = 101", "configs/x.toml: training.n_step = 101: must be ≤ 100"),
         ("[training]\ntarget_update_episodes = 0", "configs/x.toml: training.target_update_episodes = 0: must be ≥ 1"),
         ("[evaluation]\ninterval_episodes = 0", "configs/x.toml: evaluation.interval_episodes = 0: must be ≥ 1"),
         ("[evaluation]\nepisodes = 0", "configs/x.toml: evaluation.episodes = 0: must be ≥ 1"),

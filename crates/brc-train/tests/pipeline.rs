@@ -113,6 +113,27 @@ fn same_seed_same_metrics_other_seed_differs() {
 }
 
 #[test]
+fn n_step_returns_train_deterministically_and_change_the_targets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let losses = |dir: &str| -> Vec<Option<f64>> {
+        lines::<serde_json::Value>(tmp.path().join(dir).join("episodes.jsonl"))
+            .iter()
+            .map(|v| v["mean_loss"].as_f64())
+            .collect()
+    };
+    run(&smoke(&["training.n_step=3"]), &tmp.path().join("a"));
+    run(&smoke(&["training.n_step=3"]), &tmp.path().join("b"));
+    run(&smoke(&[]), &tmp.path().join("one"));
+    assert!(losses("a").iter().any(|l| l.is_some()), "it updates");
+    assert_eq!(losses("a"), losses("b"));
+    assert_ne!(
+        losses("a"),
+        losses("one"),
+        "3-step targets are other targets"
+    );
+}
+
+#[test]
 fn an_existing_run_is_never_overwritten_without_force() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
