@@ -11,10 +11,14 @@
 #                                        task-blind), Shared DQN and BRC sizes, final weights
 # A run already published is left alone (delete its directory to publish it again).
 #
-#   scripts/reference.sh [RUNS_DIR…]     (default results/runs; BRC_BIN overrides the binary)
+#   scripts/reference.sh [--publish-only] [RUNS_DIR…]
+#                                        (default results/runs; BRC_BIN overrides the binary;
+#                                        --publish-only leaves the comparisons as they are)
 #   scripts/reference.sh results/runs results/sweeps/surgery
 set -euo pipefail
 cd "$(dirname "$0")/.."
+publish_only=false
+if [ "${1:-}" = --publish-only ]; then publish_only=true; shift; fi
 runs=("${@:-results/runs}")
 brc=${BRC_BIN:-target/release/brc}
 if [ -z "${BRC_BIN:-}" ]; then cargo build --release -p brc-cli; fi
@@ -32,6 +36,8 @@ for run in $(printf '%s/*/seed-* ' "${runs[@]}"); do
     done
     echo "published $dest"
 done
+
+if $publish_only; then exit 0; fi
 
 present() { for m in "$@"; do [ -d "$ref/$m" ] && echo "$ref/$m"; done; }
 surgery_methods=(shared_dqn shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_t_support20 brc_balanced brc_pcgrad brc_cagrad)

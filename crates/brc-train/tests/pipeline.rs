@@ -290,10 +290,17 @@ fn every_gradient_method_trains_each_agent_on_the_smoke_config() {
                 );
                 continue;
             }
-            let records: Vec<serde_json::Value> = lines(surgery);
+            let records: Vec<serde_json::Value> = lines(surgery.clone());
             assert!(!records.is_empty(), "{kind} {method}");
             assert_eq!(records[0]["method"], method);
             assert_eq!(records[0]["after_episode"], 3);
+            // A published run keeps its surgery log (`brc analyze` draws it).
+            let published = tmp.path().join(format!("published-{kind}-{method}"));
+            brc_train::publish_run(&dir, &published, false, None).unwrap();
+            assert_eq!(
+                std::fs::read(published.join("surgery.jsonl")).unwrap(),
+                std::fs::read(&surgery).unwrap()
+            );
         }
     }
 }
