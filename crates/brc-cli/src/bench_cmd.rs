@@ -1,4 +1,4 @@
-//! `brc bench`: env, replay, agent and end-to-end throughput on one thread.
+//! `brc bench`: env, replay, agent and end-to-end throughput on one thread (or `--threads N`).
 
 use std::process::ExitCode;
 
@@ -14,6 +14,10 @@ pub struct BenchArgs {
     /// A few seconds instead of about a minute (noisy figures; for smoke checks).
     #[arg(long)]
     quick: bool,
+    /// Compute threads, as `brc train --threads` gives one run (the measurements run inside a
+    /// pool of this size).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
 }
 
 fn fmt(m: &Measure) -> String {
@@ -26,14 +30,21 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     } else {
         BenchSize::full()
     };
-    let report = run_bench(&size)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(usize::from(args.threads))
+        .build()?;
+    let report = pool.install(|| run_bench(&size))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "one thread; median [min, max] of {} repetitions; {} ({} matrix kernels)",
-        size.repetitions, report.cpu.model, report.cpu.matmul_kernel
+        "{} thread{}; median [min, max] of {} repetitions; {} ({} matrix kernels)",
+        report.threads,
+        if report.threads == 1 { "" } else { "s" },
+        size.repetitions,
+        report.cpu.model,
+        report.cpu.matmul_kernel
     );
     println!(
         "env, random actions     {} steps/s",

@@ -60,7 +60,7 @@ enum Command {
     Compare(report_cmd::CompareArgs),
     /// Copy a finished run (config, logs, summary, final and best online weights) for committing.
     Publish(publish_cmd::PublishArgs),
-    /// Measure env, replay, agent and training-loop throughput (one thread, release build).
+    /// Measure env, replay, agent and training-loop throughput (one thread unless --threads; release build).
     Bench(bench_cmd::BenchArgs),
     /// Many runs (configs × grid × seeds) from one sweep file: on this machine or on Slurm.
     #[command(subcommand)]

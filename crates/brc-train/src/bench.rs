@@ -144,6 +144,8 @@ pub struct E2eBench {
 pub struct BenchReport {
     /// Where it was measured.
     pub cpu: CpuInfo,
+    /// Compute threads of the pool it ran in (`brc bench --threads`; 1 by default).
+    pub threads: usize,
     /// Env throughput.
     pub env: EnvBench,
     /// Sampling a batch of 64 from a full 100,000-slot buffer, µs.
@@ -307,7 +309,8 @@ fn balanced_batch(buffer: &ReplayBuffer, rng: &mut Pcg32, batch: &mut Batch, par
     }
 }
 
-/// Runs every measurement (single-threaded; the caller sets candle's thread count).
+/// Runs every measurement in the current rayon pool (one thread unless the caller installs a
+/// larger pool; the caller sets candle's thread count).
 pub fn run_bench(size: &BenchSize) -> Result<BenchReport, TrainError> {
     let env = EnvBench {
         steps_per_s: repeat(size, || env_rate(size.env_steps, false)),
@@ -415,6 +418,7 @@ pub fn run_bench(size: &BenchSize) -> Result<BenchReport, TrainError> {
     }
     Ok(BenchReport {
         cpu: CpuInfo::detect(),
+        threads: rayon::current_num_threads(),
         env,
         replay_sample_us,
         agents,
