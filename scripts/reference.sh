@@ -52,6 +52,17 @@ if [ "${#ablations[@]}" -gt 1 ]; then
     "$brc" compare "${ablations[@]}" --out "$ref/ablations" > /dev/null
 fi
 if [ "${#surgery[@]}" -gt 2 ]; then
-    "$brc" compare "${surgery[@]}" --out "$ref/surgery" > /dev/null
+    # Curve figures by question: batches and task input, surgery on Shared DQN, on BRC.
+    groups=$(mktemp); trap 'rm -f "$groups"' EXIT
+    group() { # NAME METHOD... -> a [[group]] of the published ones
+        local name=$1 present=(); shift
+        for m in "$@"; do [ -d "$ref/$m" ] && present+=("\"$m\""); done
+        [ "${#present[@]}" -eq 0 ] && return
+        printf '[[group]]\nname = "%s"\nmethods = [%s]\n\n' "$name" "$(IFS=,; echo "${present[*]}")" >> "$groups"
+    }
+    group "Shared DQN: batches and task input" shared_dqn shared_dqn_blind shared_dqn_balanced
+    group "Shared DQN: gradient surgery" shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad
+    group "BRC: gradient surgery" brc_t_support20 brc_balanced brc_pcgrad brc_cagrad
+    "$brc" compare "${surgery[@]}" --group "$groups" --out "$ref/surgery" > /dev/null
 fi
 echo "tables: $ref/compare/results.md $ref/compare-best/results.md $ref/ablations/results.md $ref/surgery/results.md"
