@@ -56,6 +56,10 @@ OURS_RATIOS = [
      "agents.brc_balanced.update_us", 1.3),
     ("Shared DQN PCGrad update / mean update, both 3 × 64 rows", "agents.shared_dqn_pcgrad.update_us",
      "agents.shared_dqn_balanced.update_us", 1.3),
+    ("BRC CAGrad update / mean update, both 3 × 64 rows", "agents.brc_cagrad.update_us",
+     "agents.brc_balanced.update_us", 1.3),
+    ("Shared DQN CAGrad update / mean update, both 3 × 64 rows", "agents.shared_dqn_cagrad.update_us",
+     "agents.shared_dqn_balanced.update_us", 1.3),
 ]
 
 

@@ -265,6 +265,15 @@ fn cases() -> Vec<(&'static str, AgentConfig, UpdateKind, bool)> {
             false,
         ),
         (
+            "brc_cagrad",
+            AgentConfig::Brc(BrcConfig {
+                gradient: GradientMethod::Cagrad,
+                ..BrcConfig::default()
+            }),
+            Balanced,
+            false,
+        ),
+        (
             "shared_dqn_balanced",
             AgentConfig::SharedDqn(SharedDqnConfig::default()),
             Balanced,
@@ -274,6 +283,15 @@ fn cases() -> Vec<(&'static str, AgentConfig, UpdateKind, bool)> {
             "shared_dqn_pcgrad",
             AgentConfig::SharedDqn(SharedDqnConfig {
                 gradient: GradientMethod::Pcgrad,
+                ..SharedDqnConfig::default()
+            }),
+            Balanced,
+            false,
+        ),
+        (
+            "shared_dqn_cagrad",
+            AgentConfig::SharedDqn(SharedDqnConfig {
+                gradient: GradientMethod::Cagrad,
                 ..SharedDqnConfig::default()
             }),
             Balanced,
