@@ -310,7 +310,14 @@ fn a_failed_run_is_marked_failed_with_its_error() {
     );
     let sweep = Sweep::open(&file, false).unwrap();
     let e = execute_run(&sweep, 0, &mut ()).unwrap_err();
-    assert!(e.to_string().contains("non-finite loss"), "{e}");
+    // The run names itself; the cause follows in the error chain, once.
+    let run = e.to_string();
+    assert!(
+        run.starts_with("run 0 (") && run.ends_with("/seed-0)"),
+        "{run}"
+    );
+    let cause = std::error::Error::source(&e).unwrap().to_string();
+    assert!(cause.contains("non-finite loss"), "{cause}");
     let state = sweep.state(&sweep.runs[0]);
     assert_eq!(state.status, RunStatus::Failed);
     assert!(state.error.unwrap().contains("non-finite loss"));

@@ -77,7 +77,7 @@ pub enum SweepError {
     #[error("sbatch failed: {0}")]
     Sbatch(String),
     /// Training the run failed (or was interrupted: [`TrainError::Interrupted`]).
-    #[error("run {index} ({}): {source}", dir.display())]
+    #[error("run {index} ({})", dir.display())]
     Train {
         /// The run's index.
         index: usize,
