@@ -240,9 +240,22 @@ fn diagnostic_field_names(field: &str) -> (&str, &str) {
 /// One panel per field of the diagnostics log `log` (one line per key of a nested field),
 /// the mean over the method's seeds with its band; `None` when no run writes the log.
 fn diagnostics_figure(method: &Method, log: &str, axis: XAxis, points: usize) -> Option<Figure> {
-    let logged = method.runs.iter().find_map(|r| r.diagnostics.get(log))?;
+    // Keys over every seed (one still starting may have logged nothing yet).
+    let keys: std::collections::BTreeSet<&String> = method
+        .runs
+        .iter()
+        .filter_map(|r| r.diagnostics.get(log))
+        .flatten()
+        .flat_map(|p| p.values.keys())
+        .collect();
+    let tasks = method.tasks();
+    // A task's line keeps the task's colour of the other figures (its index in training order).
+    let task_of = |key: &str| {
+        let name = key.split_once('/').map(|(_, k)| k)?;
+        tasks.iter().position(|t| t == name)
+    };
     let mut fields: Vec<(String, Vec<String>)> = Vec::new();
-    for key in logged.iter().flat_map(|p| p.values.keys()) {
+    for key in keys {
         let field = key.split('/').next().unwrap_or(key).to_string();
         match fields.iter_mut().find(|(f, _)| *f == field) {
             Some((_, keys)) if !keys.contains(key) => keys.push(key.clone()),
@@ -252,6 +265,9 @@ fn diagnostics_figure(method: &Method, log: &str, axis: XAxis, points: usize) ->
     }
     if fields.is_empty() {
         return None;
+    }
+    for (_, keys) in &mut fields {
+        keys.sort_by_key(|k| task_of(k).unwrap_or(usize::MAX));
     }
     let panels: Vec<Panel> = fields
         .iter()
@@ -271,7 +287,7 @@ fn diagnostics_figure(method: &Method, log: &str, axis: XAxis, points: usize) ->
                             .collect()
                     });
                     let label = key.split_once('/').map_or("", |(_, k)| k);
-                    band_series(label, i, &band)
+                    band_series(label, task_of(key).unwrap_or(i), &band)
                 })
                 .collect();
             let (title, y_label) = diagnostic_field_names(field);
@@ -1258,6 +1274,17 @@ mod tests {
         assert_eq!(lines[0].1, [""]);
         assert_eq!(lines[1].0, "GradNorm: task weights");
         assert_eq!(lines[1].1, ["standard", "windy"]);
+        // Each task keeps its colour of the other figures: its index in training order.
+        let Panel::Line(w) = &figure.panels[1] else {
+            unreachable!()
+        };
+        assert_eq!([w.series[0].color, w.series[1].color], [0, 1]);
+        // A seed that has logged nothing yet hides nothing.
+        let mut late = method("pcgrad", 2, 200.0);
+        late.runs[0]
+            .diagnostics
+            .insert("surgery".into(), Vec::new());
+        assert!(diagnostics_figure(&late, "surgery", XAxis::EnvSteps, 50).is_some());
         // Windy's weight falls from 0.99 to 0.70 over the measurements (binned on the x axis).
         let Panel::Line(weights) = &figure.panels[1] else {
             unreachable!()

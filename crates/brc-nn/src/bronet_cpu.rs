@@ -121,9 +121,11 @@ impl BroNetCpu {
     }
 
     /// An engine for networks of `config`, using as many threads as the current rayon pool has
-    /// (one in `brc`, unless `--threads` says otherwise). With two or more, the backward pass
-    /// computes each layer's weight gradients and its input gradient side by side, each product
-    /// on half the threads: small products split poorly inside gemm, independent ones do not.
+    /// (one in `brc`, unless `--threads` says otherwise). With two or more, every product gets
+    /// half of them: the backward pass computes each layer's weight gradients and its input
+    /// gradient side by side, and a caller may run two forward passes side by side
+    /// ([`BroNetCpu::parallel`]). Small products split poorly inside gemm, independent ones do
+    /// not.
     pub fn new(config: BroNetConfig) -> Result<Self> {
         let threads = rayon::current_num_threads();
         config.validate()?;
@@ -719,9 +721,12 @@ mod tests {
                 (logits, grads)
             })
         };
-        let (one, two) = (run(1), run(2));
+        // Four threads: each product on two (gemm splits its output, never its sums).
+        let (one, two, four) = (run(1), run(2), run(4));
         assert_eq!(one.0, two.0, "logits");
         assert_eq!(one.1, two.1, "gradients");
+        assert_eq!(one.0, four.0, "logits, four threads");
+        assert_eq!(one.1, four.1, "gradients, four threads");
         assert!(one.1[1].iter().flatten().any(|g| *g != 0.0));
     }
 

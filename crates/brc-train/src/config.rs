@@ -615,6 +615,22 @@ impl RunConfig {
                 &format!("must be ≤ {MAX_N_STEP}"),
             ));
         }
+        // A time-limited episode stores only the steps n or more before its cut: with
+        // n beyond a task's limit that task would store nothing and never train.
+        if let Some(task) = self
+            .tasks
+            .iter()
+            .find(|task| t.n_step > task.max_episode_steps)
+        {
+            return Err(range_err(
+                "training.n_step",
+                t.n_step,
+                &format!(
+                    "must be ≤ the shortest time limit (task {}: max_episode_steps = {})",
+                    task.name, task.max_episode_steps
+                ),
+            ));
+        }
         at_least_one("training.target_update_episodes", t.target_update_episodes)?;
         if t.batch_size > t.buffer_capacity {
             return Err(range_err(

@@ -99,6 +99,11 @@ impl NStepWindow {
     pub(crate) fn end_episode(&mut self) {
         self.pending.clear();
     }
+
+    /// Whether no step is waiting (always so between episodes, where checkpoints are taken).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +135,7 @@ mod tests {
             }
         }
         w.end_episode();
+        assert!(w.is_empty());
         out
     }
 

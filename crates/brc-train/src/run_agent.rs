@@ -26,3 +26,22 @@ pub(crate) fn agent_context(config: &RunConfig) -> Result<AgentContext, TrainErr
         device: brc_nn::select_device(&config.run.device)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_bootstrap_with_gamma_to_the_n() {
+        let mut config: RunConfig = crate::parse_config(
+            "[run]\nname = \"x\"\n[agent]\nkind = \"shared_dqn\"\n[training]\ngamma = 0.9\n",
+            "test.toml",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(agent_context(&config).unwrap().gamma, 0.9);
+        config.training.n_step = 3;
+        let gamma = agent_context(&config).unwrap().gamma;
+        assert!((gamma - 0.729).abs() < 1e-15, "{gamma}");
+    }
+}

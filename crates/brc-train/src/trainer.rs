@@ -392,6 +392,8 @@ impl<'a> Run<'a> {
     /// Saves the `ep<N>` checkpoint `--resume` continues from, with the replay buffer when
     /// `replay`. The logs are flushed first: a resumed run keeps exactly the lines up to it.
     fn save_resumable(&mut self, replay: bool) -> Result<PathBuf, TrainError> {
+        // Checkpoints fall between episodes: no step waits for its n-step return.
+        debug_assert!(self.n_step.is_empty());
         self.logs.flush(&self.dir)?;
         self.state.wall_seconds = self.elapsed();
         let path = self

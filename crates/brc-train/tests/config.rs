@@ -310,6 +310,26 @@ fn wrong_types_and_missing_keys() {
 }
 
 #[test]
+fn n_step_beyond_a_tasks_time_limit_is_an_error() {
+    // The smoke tasks stop after 60 steps: a 61-step return would never be stored.
+    assert_eq!(
+        load("smoke.toml", &["training.n_step=60"])
+            .unwrap()
+            .training
+            .n_step,
+        60
+    );
+    let e = load("smoke.toml", &["training.n_step=61"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("training.n_step = 61: must be ≤ the shortest time limit (task ")
+            && e.contains("max_episode_steps = 60)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn bad_agent_kind() {
     let e = error("[run]\nname = \"x\"\n[agent]\nkind = \"ppo\"\n", &[]);
     assert_eq!(e.key.as_deref(), Some("agent.kind"));

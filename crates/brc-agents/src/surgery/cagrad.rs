@@ -12,6 +12,9 @@ use super::Gram;
 /// matrix scaled to a unit largest diagonal) is below this: w is then within ~1e-6 of the
 /// minimiser.
 const GAP_TOLERANCE: f64 = 1e-14;
+/// Up to this many tasks the weights come from every face of the simplex in closed form
+/// (2^T − 1 faces of at most T×T solves each); beyond, from projected gradient descent alone.
+const MAX_FACE_TASKS: usize = 8;
 /// A bound on the solver's iterations (reached only by degenerate Gram matrices).
 const MAX_ITERATIONS: usize = 100_000;
 
@@ -54,7 +57,7 @@ pub(crate) fn choose(gram: &Gram, c: f64) -> Choice {
 /// F is convex, so its minimiser is the stationary point of F restricted to the relative
 /// interior of some face of the simplex; on a face with support S that point has a closed
 /// form ([`face_minimiser`]). The best feasible point over all 2^T − 1 faces (T is the number
-/// of tasks, 2–3 here) is the minimiser, exactly; a few projected-gradient steps then only
+/// of tasks, 3 here; up to [`MAX_FACE_TASKS`]) is the minimiser, exactly; a few projected-gradient steps then only
 /// confirm it (or finish the job where a face's Gram block is singular). Projected gradient
 /// descent alone needed up to ~10⁵ steps (tens of ms) when the minimiser lies inside an edge.
 fn simplex_weights(gram: &Gram, c: f64) -> Vec<f64> {
@@ -73,6 +76,10 @@ fn simplex_weights(gram: &Gram, c: f64) -> Vec<f64> {
         .collect();
     let k = c * (b.iter().sum::<f64>() / t as f64).max(0.0).sqrt();
     let problem = Problem { m, b, k };
+    if t > MAX_FACE_TASKS {
+        // 2^T faces would cost more than the descent.
+        return problem.projected_gradient(uniform);
+    }
     let mut best = uniform;
     let mut best_f = problem.objective(&best);
     for support in 1..(1usize << t) {
@@ -341,6 +348,57 @@ mod tests {
             assert_close(&w, &grid_w, 0.01);
             assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12 && w.iter().all(|x| *x >= 0.0));
         }
+    }
+
+    #[test]
+    fn two_tasks_inside_the_edge_and_a_singular_block() {
+        // Two tasks with the minimiser inside the edge: against a fine grid on w₀.
+        let g = vec![vec![1.0, 0.2, 0.0], vec![0.3, 1.0, 0.1]];
+        let gram = Gram::of_rows(&g);
+        let w = simplex_weights(&gram, 0.5);
+        assert!(w[0] > 0.0 && w[1] > 0.0, "{w:?}");
+        let objective = |w0: f64| {
+            let v = [w0, 1.0 - w0];
+            let (b0, b1) = (
+                (gram.get(0, 0) + gram.get(0, 1)) / 2.0,
+                (gram.get(1, 0) + gram.get(1, 1)) / 2.0,
+            );
+            let g0 = ((b0 + b1) / 2.0).sqrt();
+            v[0] * b0 + v[1] * b1 + 0.5 * g0 * gram.quadratic(&v).sqrt()
+        };
+        let grid = (0..=100_000).map(|i| i as f64 / 1e5);
+        let best = grid
+            .min_by(|a, b| objective(*a).total_cmp(&objective(*b)))
+            .unwrap();
+        assert!((w[0] - best).abs() < 1e-4, "{w:?} vs grid {best}");
+        // Two identical task gradients make a singular block: still a point of the simplex
+        // no worse than any vertex, and the same update as with the duplicate merged.
+        let g = vec![
+            vec![1.0, 2.0, -1.0],
+            vec![1.0, 2.0, -1.0],
+            vec![-2.0, 0.5, 1.0],
+        ];
+        let choice = choose(&Gram::of_rows(&g), 0.5);
+        assert!((choice.w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(choice.w.iter().all(|x| *x >= 0.0 && x.is_finite()));
+        let d = apply(&choice.coefficients, &g);
+        assert!(d.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn many_tasks_use_descent_alone() {
+        // Ten tasks (beyond the closed form's 8): a valid point of the simplex, at once.
+        let g: Vec<Vec<f64>> = (0..10)
+            .map(|t| {
+                (0..12)
+                    .map(|k| ((t * 7 + k * 3) % 11) as f64 - 5.0)
+                    .collect()
+            })
+            .collect();
+        let choice = choose(&Gram::of_rows(&g), 0.5);
+        assert_eq!(choice.w.len(), 10);
+        assert!((choice.w.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert!(choice.w.iter().all(|x| *x >= 0.0));
     }
 
     #[test]
