@@ -551,3 +551,119 @@ pub trait TaskResidualNetwork {
         weights: ResidualWeights<'_>,
     ) -> Result<Tensor>;
 }
+
+/// A network's linear layer: plain, or with task residuals (the `k`-th of its network).
+#[derive(Debug, Clone)]
+pub(crate) enum Dense {
+    Plain(crate::layers::Linear),
+    Residual(TaskResidualLinear, usize),
+}
+
+/// What a network pass tells its residual layers: the grouped rows and the weights to use.
+pub(crate) struct Pass<'a> {
+    pub(crate) rows: &'a TaskRows,
+    pub(crate) weights: ResidualWeights<'a>,
+}
+
+impl Dense {
+    /// A fresh layer: plain when `residuals` is `None`, else with residuals for
+    /// `residuals.1` tasks; `next` counts the network's residual layers.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn init<R: Rng + ?Sized>(
+        store: &mut ParamStore,
+        rng: &mut R,
+        name: &str,
+        in_dim: usize,
+        out_dim: usize,
+        init: WeightInit,
+        residuals: Option<(ResidualMode, usize)>,
+        next: &mut usize,
+    ) -> Result<Self> {
+        Ok(match residuals {
+            None => Dense::Plain(crate::layers::Linear::init(
+                store, rng, name, in_dim, out_dim, init,
+            )?),
+            Some((mode, tasks)) => {
+                *next += 1;
+                Dense::Residual(
+                    TaskResidualLinear::init(store, rng, name, in_dim, out_dim, tasks, init, mode)?,
+                    *next - 1,
+                )
+            }
+        })
+    }
+
+    /// Binds to existing variables (see [`Dense::init`]).
+    pub(crate) fn bind(
+        store: &ParamStore,
+        name: &str,
+        in_dim: usize,
+        out_dim: usize,
+        residuals: Option<(ResidualMode, usize)>,
+        next: &mut usize,
+    ) -> Result<Self> {
+        Ok(match residuals {
+            None => Dense::Plain(crate::layers::Linear::bind(store, name, in_dim, out_dim)?),
+            Some((mode, tasks)) => {
+                *next += 1;
+                Dense::Residual(
+                    TaskResidualLinear::bind(store, name, in_dim, out_dim, tasks, mode)?,
+                    *next - 1,
+                )
+            }
+        })
+    }
+
+    /// `x` → the layer's output; residual layers need the pass (`None`: their means would
+    /// need task rows, so it is an error).
+    pub(crate) fn forward(&self, x: &Tensor, pass: Option<&Pass<'_>>) -> Result<Tensor> {
+        match (self, pass) {
+            (Dense::Plain(l), _) => l.forward(x),
+            (Dense::Residual(l, k), Some(p)) => l.forward(x, p.rows, p.weights.layer(*k)),
+            (Dense::Residual(l, _), None) => Err(NnError::Config(format!(
+                "{}: a task-residual layer needs the batch's task rows",
+                l.name()
+            ))),
+        }
+    }
+
+    /// The residual layer, if this is one.
+    pub(crate) fn residual(&self) -> Option<&TaskResidualLinear> {
+        match self {
+            Dense::Plain(_) => None,
+            Dense::Residual(l, _) => Some(l),
+        }
+    }
+
+    /// Variables this layer adds to a plain linear layer's two.
+    pub(crate) fn extra_vars(residuals: Option<(ResidualMode, usize)>) -> usize {
+        match residuals {
+            None => 0,
+            Some((ResidualMode::Variational, _)) => 2,
+            Some((ResidualMode::L2, _)) => 1,
+        }
+    }
+}
+
+/// Runs `f` (a network's pass on grouped rows) for `obs`/`task` in batch order: groups the
+/// rows by task, runs, and puts the output's rows back.
+pub(crate) fn grouped_pass(
+    obs: &Tensor,
+    task: &Tensor,
+    weights: ResidualWeights<'_>,
+    f: impl FnOnce(&Tensor, &Tensor, &Pass<'_>) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let ids = task.to_vec1::<u32>()?;
+    let rows = TaskRows::group(&ids, task.device())?;
+    let obs = rows.to_grouped(obs)?;
+    let task = rows.to_grouped(task)?;
+    let out = f(
+        &obs,
+        &task,
+        &Pass {
+            rows: &rows,
+            weights,
+        },
+    )?;
+    rows.to_batch_order(&out)
+}

@@ -361,3 +361,159 @@ fn softplus_is_accurate_and_differentiable_far_into_both_tails() {
         );
     }
 }
+
+mod networks {
+    //! The residual layers inside BroNet and the Shared DQN MLP.
+    use super::*;
+    use brc_nn::task_residual::{draw_signs, ResidualNoise, ResidualWeights};
+    use brc_nn::{BroNet, BroNetConfig, SharedQMlp, TaskResidualNetwork};
+
+    fn small(residuals: Option<ResidualMode>) -> BroNetConfig {
+        BroNetConfig {
+            hidden_dim: 16,
+            num_blocks: 2,
+            embedding_dim: 4,
+            num_atoms: 5,
+            task_residuals: residuals,
+            ..Default::default()
+        }
+    }
+
+    fn batch() -> (Tensor, Tensor) {
+        let mut rng = StdRng::seed_from_u64(8);
+        let obs: Vec<f32> = (0..7 * 8).map(|_| rng.random_range(-1.0..1.0)).collect();
+        (
+            Tensor::from_vec(obs, (7, 8), &DEV).unwrap(),
+            Tensor::new(&[2u32, 0, 1, 2, 0, 0, 1], &DEV).unwrap(),
+        )
+    }
+
+    fn close(a: &Tensor, b: &Tensor, tol: f32) {
+        for (x, y) in flat(a).iter().zip(flat(b)) {
+            assert!((x - y).abs() <= tol, "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn a_fresh_varshare_bronet_with_vanishing_sigma_is_the_plain_bronet() {
+        let plain = BroNet::new(small(None), &mut StdRng::seed_from_u64(1), &DEV).unwrap();
+        for mode in [ResidualMode::Variational, ResidualMode::L2] {
+            let vs = BroNet::new(small(Some(mode)), &mut StdRng::seed_from_u64(1), &DEV).unwrap();
+            let layers = vs.residual_layers();
+            assert_eq!(layers.len(), 6, "input, 2 × (fc1, fc2), output");
+            layers.iter().for_each(|l| l.set_sigma(1e-8).unwrap());
+            let (obs, task) = batch();
+            let want = plain.forward(&obs, &task).unwrap();
+            let mut rng = StdRng::seed_from_u64(4);
+            let noise = ResidualNoise::draw(&layers, &mut rng).unwrap();
+            let signs = draw_signs(&layers, &mut rng, 7).unwrap();
+            for w in [
+                ResidualWeights::Mean,
+                ResidualWeights::Shared,
+                ResidualWeights::Sampled {
+                    noise: &noise,
+                    signs: Some(&signs),
+                },
+            ] {
+                close(&vs.forward_with(&obs, &task, w).unwrap(), &want, 1e-5);
+            }
+            // θ and biases are counted once; μ (and ρ) add in × out per layer and task:
+            // input (8 + 4) × 16, 4 block layers 16 × 16, head 16 × (4 × 5).
+            let per_task: usize = layers.iter().map(|l| l.adapter_params_per_task()).sum();
+            let factor = if mode == ResidualMode::L2 { 1 } else { 2 };
+            assert_eq!(per_task, factor * (12 * 16 + 4 * 16 * 16 + 16 * 20));
+            assert_eq!(vs.num_params(), plain.num_params() + 3 * per_task);
+            // Rebinding the store finds the same network.
+            let again = BroNet::from_params(*vs.config(), vs.params().clone()).unwrap();
+            close(&again.forward(&obs, &task).unwrap(), &want, 1e-5);
+            assert!(BroNet::from_params(small(None), vs.params().clone()).is_err());
+        }
+    }
+
+    #[test]
+    fn mixed_batch_rows_use_their_own_tasks_residuals() {
+        let net = BroNet::new(
+            small(Some(ResidualMode::Variational)),
+            &mut StdRng::seed_from_u64(2),
+            &DEV,
+        )
+        .unwrap();
+        // Give every task its own μ, so the tasks' networks differ.
+        let mut rng = StdRng::seed_from_u64(5);
+        for l in net.residual_layers() {
+            let name = format!("{}.residual_mu", l.name());
+            let v = net.params().get(&name).unwrap();
+            let vals: Vec<f32> = (0..v.elem_count())
+                .map(|_| rng.random_range(-0.3..0.3))
+                .collect();
+            v.set(&Tensor::from_vec(vals, v.shape(), &DEV).unwrap())
+                .unwrap();
+        }
+        let (obs, task) = batch();
+        let noise = ResidualNoise::draw(&net.residual_layers(), &mut rng).unwrap();
+        let ids = task.to_vec1::<u32>().unwrap();
+        for w in [
+            ResidualWeights::Mean,
+            ResidualWeights::Sampled {
+                noise: &noise,
+                signs: None,
+            },
+        ] {
+            let all = flat(&net.forward_with(&obs, &task, w).unwrap());
+            let width = all.len() / 7;
+            for (i, &t) in ids.iter().enumerate() {
+                let one = net
+                    .forward_with(
+                        &obs.narrow(0, i, 1).unwrap(),
+                        &Tensor::new(&[t], &DEV).unwrap(),
+                        w,
+                    )
+                    .unwrap();
+                for (a, b) in flat(&one).iter().zip(&all[i * width..(i + 1) * width]) {
+                    assert!((a - b).abs() <= 1e-5, "row {i}: {a} vs {b}");
+                }
+            }
+        }
+        // The shared network ignores μ: all tasks equal θ alone, unlike the means.
+        let shared = flat(
+            &net.forward_with(&obs, &task, ResidualWeights::Shared)
+                .unwrap(),
+        );
+        let mean = flat(&net.forward(&obs, &task).unwrap());
+        assert!(shared.iter().zip(&mean).any(|(a, b)| (a - b).abs() > 1e-3));
+    }
+
+    #[test]
+    fn the_varshare_mlp_keeps_or_drops_its_embedding() {
+        let dev = &DEV;
+        let plain = SharedQMlp::new(&mut StdRng::seed_from_u64(3), dev).unwrap();
+        let vs = SharedQMlp::new_varshare(
+            &mut StdRng::seed_from_u64(3),
+            dev,
+            ResidualMode::Variational,
+            true,
+        )
+        .unwrap();
+        let (obs, task) = batch();
+        close(
+            &vs.forward(&obs, &task).unwrap(),
+            &plain.forward(&obs, &task).unwrap(),
+            1e-6,
+        );
+        assert_eq!(vs.residual_layers().len(), 3);
+        let blind =
+            SharedQMlp::new_varshare(&mut StdRng::seed_from_u64(3), dev, ResidualMode::L2, false)
+                .unwrap();
+        assert!(blind.is_task_blind());
+        assert_eq!(
+            blind.num_params(),
+            35_716 + 3 * (8 * 256 + 256 * 128 + 128 * 4)
+        );
+        let again = SharedQMlp::from_params(blind.params().clone()).unwrap();
+        assert_eq!(again.task_residuals(), Some(ResidualMode::L2));
+        assert_eq!(
+            vs.num_params(),
+            37_788 + 3 * 2 * (16 * 256 + 256 * 128 + 128 * 4)
+        );
+    }
+}
