@@ -42,7 +42,17 @@ pub(crate) fn dqn_loss<N: QNetwork>(
     b: &BatchTensors,
     gamma: f64,
 ) -> Result<(Tensor, Tensor)> {
-    let q = online.forward(&b.obs, &b.tasks)?;
+    dqn_loss_from_q(&online.forward(&b.obs, &b.tasks)?, target, b, gamma)
+}
+
+/// [`dqn_loss`] with the online Q-values `q` `[B, 4]` already computed (VarShare samples
+/// them with its noise draw).
+pub(crate) fn dqn_loss_from_q<N: QNetwork>(
+    q: &Tensor,
+    target: &N,
+    b: &BatchTensors,
+    gamma: f64,
+) -> Result<(Tensor, Tensor)> {
     let q_taken = q.gather(&b.actions, 1)?.squeeze(1)?;
     let next_max = target
         .forward(&b.next_obs, &b.tasks)?
