@@ -23,7 +23,9 @@ pub use evaluation::{
 };
 pub use import::{import_torch, TorchKind};
 pub use publish::{publish_run, PUBLISHED_BEST_WEIGHTS, PUBLISHED_WEIGHTS};
-pub use records::{EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord};
+pub use records::{
+    EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord, VarShareRecord,
+};
 pub use run_dir::{write_atomic, RunDir, AGENT_FILE};
 pub use seeds::{eval_env_seed, train_env_seed};
 pub use trainer::{build_run_agent, train, Progress, TrainError, TrainOptions};

@@ -16,7 +16,9 @@ use serde_json::json;
 
 use crate::config::{Sampling, TrainingSection};
 use crate::evaluation::{evaluate_agent, TaskEvaluation};
-use crate::records::{EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord};
+use crate::records::{
+    EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord, VarShareRecord,
+};
 use crate::run_dir::{write_atomic, RunDir, AGENT_FILE};
 use crate::seeds::{derive, train_env_seed, Stream};
 use crate::RunConfig;
@@ -157,12 +159,14 @@ struct Logs {
     conflict: BufWriter<File>,
     /// Gradient-surgery diagnostics (runs with a gradient method other than the mean).
     surgery: Option<BufWriter<File>>,
+    /// VarShare diagnostics (`[agent.varshare]` runs).
+    varshare: Option<BufWriter<File>>,
 }
 
 impl Logs {
-    /// Opens the logs for appending (they were created or truncated before); `surgery`:
-    /// whether the run writes `surgery.jsonl`.
-    fn open(dir: &RunDir, surgery: bool) -> Result<Self, TrainError> {
+    /// Opens the logs for appending (they were created or truncated before); `surgery` /
+    /// `varshare`: whether the run writes `surgery.jsonl` / `varshare.jsonl`.
+    fn open(dir: &RunDir, surgery: bool, varshare: bool) -> Result<Self, TrainError> {
         let open = |p: PathBuf| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -177,6 +181,11 @@ impl Logs {
             conflict: open(dir.conflict())?,
             surgery: if surgery {
                 Some(open(dir.surgery())?)
+            } else {
+                None
+            },
+            varshare: if varshare {
+                Some(open(dir.varshare())?)
             } else {
                 None
             },
@@ -197,6 +206,9 @@ impl Logs {
         self.evals.flush().map_err(io(&dir.evals()))?;
         if let Some(s) = &mut self.surgery {
             s.flush().map_err(io(&dir.surgery()))?;
+        }
+        if let Some(s) = &mut self.varshare {
+            s.flush().map_err(io(&dir.varshare()))?;
         }
         self.conflict.flush().map_err(io(&dir.conflict()))
     }
@@ -255,6 +267,11 @@ pub fn train(
         if dir.surgery().is_file() {
             truncate_log(&dir.surgery(), |r: &SurgeryRecord| r.after_episode <= done)?;
         }
+        if dir.varshare().is_file() {
+            truncate_log(&dir.varshare(), |r: &VarShareRecord| {
+                r.after_episode <= done
+            })?;
+        }
         // A `best` saved after the checkpoint belongs to the discarded part of the run: drop
         // it and let the evaluations from here on choose again (the final one always saves).
         let best = dir.checkpoint("best");
@@ -274,13 +291,16 @@ pub fn train(
         if config.agent.gradient() != brc_agents::GradientMethod::Mean {
             File::create(dir.surgery()).map_err(io(&dir.surgery()))?;
         }
+        if config.agent.varshare().is_some() {
+            File::create(dir.varshare()).map_err(io(&dir.varshare()))?;
+        }
     }
     let mut train_envs = make_envs(config)?;
     let mut eval_envs = make_envs(config)?;
     let mut batch = Batch::with_capacity(training.batch_size * n_tasks);
     let mut probe_rng = Pcg32::seed_from_u64(derive(seed, Stream::Probe));
     let surgery = config.agent.gradient() != brc_agents::GradientMethod::Mean;
-    let mut logs = Logs::open(&dir, surgery)?;
+    let mut logs = Logs::open(&dir, surgery, config.agent.varshare().is_some())?;
     let total = config.total_episodes();
     let start = Instant::now();
     let clock = state.wall_seconds;
@@ -374,6 +394,18 @@ pub fn train(
         let done = state.episodes_done;
 
         let conflict_every = config.evaluation.gradient_conflict_interval;
+        if conflict_every > 0 && done.is_multiple_of(conflict_every) {
+            if let (Some(log), Some(diagnostics)) =
+                (&mut logs.varshare, agent.varshare_diagnostics()?)
+            {
+                let record = VarShareRecord {
+                    after_episode: done,
+                    updates: state.updates,
+                    diagnostics,
+                };
+                Logs::line(log, &record, &dir.varshare())?;
+            }
+        }
         if conflict_every > 0 && done.is_multiple_of(conflict_every) && n_tasks > 1 {
             if state.probes.is_none()
                 && (0..n_tasks).all(|t| buffer.task_len(t) >= training.batch_size)
