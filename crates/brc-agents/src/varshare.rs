@@ -75,6 +75,16 @@ pub struct VarShareDiagnostics {
     pub layers: Vec<LayerDiagnostics>,
 }
 
+impl VarShareDiagnostics {
+    /// Trainable scalars a surviving μ entry keeps: μ alone (`l2`) or μ and its ρ.
+    pub fn params_per_entry(&self) -> usize {
+        match self.mode {
+            ResidualMode::Variational => 2,
+            ResidualMode::L2 => 1,
+        }
+    }
+}
+
 /// An agent's VarShare state: the settings, the noise stream's seed and the acting draw.
 pub(crate) struct VarShare {
     pub(crate) config: VarShareConfig,

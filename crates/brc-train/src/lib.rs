@@ -16,6 +16,8 @@ mod seeds;
 pub mod sweep;
 mod trainer;
 
+/// The agent interface and VarShare's measurements, for the cli's `info` and `evaluate`.
+pub use brc_agents::{Agent, ParameterCounts, VarShareDiagnostics};
 pub use config::{load_config, parse_config, ConfigError, RunConfig, Sampling};
 pub use evaluation::{
     checkpoint_file, evaluate_agent, evaluate_task, evaluate_task_observed, load_run_agent,
