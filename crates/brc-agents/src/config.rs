@@ -163,7 +163,8 @@ impl Default for VarShareConfig {
             mode: brc_nn::ResidualMode::Variational,
             sigma_prior: 0.05,
             sigma_init: 1e-3,
-            beta: 0.01,
+            // β·KL ≈ 4% of BRC's first TD losses (configs/varshare.toml measures it).
+            beta: 0.05,
             keep_embedding: true,
             prune_threshold: 1e-3,
         }

@@ -215,6 +215,7 @@ mod tests {
                 success_rate: Default::default(),
             }],
             conflicts: vec![],
+            varshare: vec![],
             wall_seconds: None,
             finished: true,
         }

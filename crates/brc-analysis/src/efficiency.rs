@@ -89,6 +89,7 @@ mod tests {
             episodes,
             evaluations: vec![],
             conflicts: vec![],
+            varshare: vec![],
             wall_seconds: None,
             finished: true,
         };

@@ -392,6 +392,7 @@ mod tests {
                 success_rate: [eval("a", 0.5), eval("b", 0.0)].into(),
             }],
             conflicts: vec![],
+            varshare: vec![],
             wall_seconds: Some(120.0 * (seed + 1) as f64),
             finished: is_final,
         }

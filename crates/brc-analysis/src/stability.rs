@@ -173,6 +173,7 @@ mod tests {
                 .chain([evaluation(1000, true)])
                 .collect(),
             conflicts: Vec::new(),
+            varshare: Vec::new(),
             wall_seconds: None,
             finished: true,
         }

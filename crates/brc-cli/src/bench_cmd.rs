@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
-use brc_train::bench::{run_bench, BenchSize, Measure};
+use anyhow::{bail, Result};
+use brc_train::bench::{case_names, run_bench_cases, BenchSize, Measure};
 use clap::Args;
 
 #[derive(Args)]
@@ -14,6 +14,9 @@ pub struct BenchArgs {
     /// A few seconds instead of about a minute (noisy figures; for smoke checks).
     #[arg(long)]
     quick: bool,
+    /// Measure only these agent cases (comma-separated, e.g. brc,brc_varshare); default all.
+    #[arg(long, value_delimiter = ',')]
+    cases: Vec<String>,
 }
 
 fn fmt(m: &Measure) -> String {
@@ -26,7 +29,15 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     } else {
         BenchSize::full()
     };
-    let report = run_bench(&size)?;
+    let known = case_names();
+    if let Some(bad) = args.cases.iter().find(|c| !known.contains(&c.as_str())) {
+        bail!(
+            "--cases: unknown case {bad:?} (cases: {})",
+            known.join(", ")
+        );
+    }
+    let only = (!args.cases.is_empty()).then_some(args.cases.as_slice());
+    let report = run_bench_cases(&size, only)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -67,6 +78,19 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             fmt(&a.act_us),
             e2e
         );
+    }
+    // VarShare's cost: its update against the plain agent's on the same batches.
+    for (kind, a) in &report.agents {
+        if let Some(base) = kind
+            .strip_suffix("_varshare")
+            .and_then(|b| report.agents.get(b).map(|p| (b, p)))
+        {
+            println!(
+                "{kind} update / {} update: {:.2}×",
+                base.0,
+                a.update_us.median / base.1.update_us.median
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

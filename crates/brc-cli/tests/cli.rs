@@ -540,6 +540,32 @@ fn bench_json_has_the_documented_keys() {
         );
     }
     assert_eq!(doc["agents"]["brc"]["parameters"], 459_820);
+    assert!(
+        doc["agents"]["brc_varshare"]["update_us"]["median"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+
+    // A selection of cases, with VarShare's update against the plain one on the same batches.
+    let o = brc(&["bench", "--quick", "--cases", "brc,brc_varshare"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("brc_varshare update / brc update: "),
+        "{text}"
+    );
+    assert!(
+        !text.contains("shared_dqn "),
+        "only the selected cases: {text}"
+    );
+    let o = brc(&["bench", "--quick", "--cases", "brc,ppo"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("unknown case \"ppo\""),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
