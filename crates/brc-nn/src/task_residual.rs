@@ -194,6 +194,9 @@ pub struct TaskResidualLinear {
     in_dim: usize,
     out_dim: usize,
     num_tasks: usize,
+    /// Sampled weights and KL by the fused CPU ops (where they apply); `false`: the
+    /// composed tensor ops every device runs, the reference.
+    fused: bool,
 }
 
 impl TaskResidualLinear {
@@ -260,7 +263,17 @@ impl TaskResidualLinear {
             in_dim,
             out_dim,
             num_tasks,
+            fused: true,
         })
+    }
+
+    /// The same layer (same variables) computing with the composed tensor ops only, as
+    /// other devices do: the reference the fused CPU ops are tested against.
+    pub fn with_composed_ops(&self) -> Self {
+        Self {
+            fused: false,
+            ..self.clone()
+        }
     }
 
     /// The layer's name (its variables' prefix).
@@ -347,9 +360,15 @@ impl TaskResidualLinear {
         let y = match weights {
             LayerWeights::Shared => x.matmul(&self.weight)?,
             LayerWeights::Mean | LayerWeights::Sampled { .. } => {
-                let mut parts = Vec::with_capacity(rows.segments().len());
-                for seg in rows.segments() {
-                    parts.push(self.segment_forward(x, seg, weights)?);
+                let fused = self.fused_sampled_weights(rows, weights)?;
+                let k = rows.segments().len();
+                let mut parts = Vec::with_capacity(k);
+                for (j, seg) in rows.segments().iter().enumerate() {
+                    let pre = match &fused {
+                        Some(wv) => Some((wv.get(j)?, wv.get(k + j)?)),
+                        None => None,
+                    };
+                    parts.push(self.segment_forward(x, seg, weights, pre)?);
                 }
                 match parts.len() {
                     1 => parts.pop().expect("one part"),
@@ -360,26 +379,74 @@ impl TaskResidualLinear {
         ops::bias_add(&y, &self.bias)
     }
 
-    /// One task's rows through θ + μ_m (+ the sampled residual noise).
+    /// The sampled weights `[2k, in, out]` of the `k` segments' tasks from the fused CPU op
+    /// ([`SampledWeights`]), `None` where the composed ops compute them (other weights,
+    /// `l2` layers, other devices).
+    fn fused_sampled_weights(
+        &self,
+        rows: &TaskRows,
+        weights: LayerWeights<'_>,
+    ) -> Result<Option<Tensor>> {
+        let (LayerWeights::Sampled { eps, .. }, Some(rho)) = (weights, &self.rho) else {
+            return Ok(None);
+        };
+        if !self.fused
+            || !fused_ok(&[
+                self.weight.as_tensor(),
+                self.mu.as_tensor(),
+                rho.as_tensor(),
+                eps,
+            ])
+        {
+            return Ok(None);
+        }
+        if let Some(seg) = rows.segments().iter().find(|s| s.task >= self.num_tasks) {
+            return Err(self.task_error(seg.task));
+        }
+        let op = SampledWeights {
+            tasks: rows.segments().iter().map(|s| s.task).collect(),
+            eps: eps.clone(),
+            shape: (self.in_dim, self.out_dim),
+        };
+        Ok(Some(self.weight.as_tensor().apply_op3_arc(
+            &self.mu,
+            rho,
+            std::sync::Arc::new(Box::new(op)),
+        )?))
+    }
+
+    fn task_error(&self, task: usize) -> NnError {
+        NnError::Config(format!(
+            "{}: task id {task} but residuals for {} tasks",
+            self.name, self.num_tasks
+        ))
+    }
+
+    /// One task's rows through θ + μ_m (+ the sampled residual noise); `pre`: W_m and V_m
+    /// already computed by the fused op.
     fn segment_forward(
         &self,
         x: &Tensor,
         seg: &TaskSegment,
         weights: LayerWeights<'_>,
+        pre: Option<(Tensor, Tensor)>,
     ) -> Result<Tensor> {
         if seg.task >= self.num_tasks {
-            return Err(NnError::Config(format!(
-                "{}: task id {} but residuals for {} tasks",
-                self.name, seg.task, self.num_tasks
-            )));
+            return Err(self.task_error(seg.task));
         }
         let xm = x.narrow(0, seg.start, seg.len)?;
-        let wm = self.weight.as_tensor().add(&self.mu.get(seg.task)?)?;
+        let (wm, pre_v) = match pre {
+            Some((w, v)) => (w, Some(v)),
+            None => (self.weight.as_tensor().add(&self.mu.get(seg.task)?)?, None),
+        };
         let ym = xm.matmul(&wm)?;
         let (LayerWeights::Sampled { eps, signs }, Some(rho)) = (weights, &self.rho) else {
             return Ok(ym);
         };
-        let v = (ops::softplus(&rho.get(seg.task)?)? * eps.get(seg.task)?)?;
+        let v = match pre_v {
+            Some(v) => v,
+            None => (ops::softplus(&rho.get(seg.task)?)? * eps.get(seg.task)?)?,
+        };
         let noise = match signs {
             Some(sg) => {
                 let s = sg.s.narrow(0, seg.start, seg.len)?;
@@ -400,6 +467,18 @@ impl TaskResidualLinear {
     /// KL(q_m ‖ p) = Σ [ln(σ_prior/σ) + (σ² + μ²)/(2σ_prior²) − ½] (variational) or
     /// Σ μ²/(2σ_prior²) (`l2`).
     pub fn penalty(&self, sigma_prior: f64) -> Result<Tensor> {
+        if let Some(rho) = &self.rho {
+            if self.fused && fused_ok(&[self.mu.as_tensor(), rho.as_tensor()]) {
+                let op = KlPerTask {
+                    sigma_prior,
+                    tasks: self.num_tasks,
+                };
+                return Ok(self
+                    .mu
+                    .as_tensor()
+                    .apply_op2_arc(rho, std::sync::Arc::new(Box::new(op)))?);
+            }
+        }
         let inv = 1.0 / (2.0 * sigma_prior * sigma_prior);
         let mu_term = (self.mu.as_tensor().sqr()? * inv)?;
         let per_weight = match self.sigma()? {
@@ -666,4 +745,220 @@ pub(crate) fn grouped_pass(
         },
     )?;
     rows.to_batch_order(&out)
+}
+
+/// Whether the fused CPU ops can take `tensors` (contiguous f32 on the CPU); other devices
+/// use the composed tensor ops, which compute the same values.
+fn fused_ok(tensors: &[&Tensor]) -> bool {
+    tensors
+        .iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == candle_core::DType::F32 && t.is_contiguous())
+}
+
+/// A contiguous f32 CPU storage's values.
+fn cpu_values<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+) -> candle_core::Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("task residual op: not contiguous".into()))?;
+    Ok(&data[a..b])
+}
+
+fn softplus_f32(x: f32) -> f32 {
+    if x > 20.0 {
+        x
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+fn sigmoid_f32(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `[2k, in, out]`: W_j = θ + μ_{t_j} and V_j = softplus(ρ_{t_j}) ⊙ ε_{t_j} for the tasks
+/// t_0..t_{k−1}, in one pass, with its backward in one more (CPU). Composed from tensor ops
+/// this is ~15 full-size temporaries per layer and update, most of the update's time
+/// (`brc bench`, docs/architecture.md).
+struct SampledWeights {
+    tasks: Vec<usize>,
+    /// ε `[tasks, in, out]` (all tasks; the op reads the listed ones).
+    eps: Tensor,
+    shape: (usize, usize),
+}
+
+impl candle_core::CustomOp3 for SampledWeights {
+    fn name(&self) -> &'static str {
+        "task-residual-sampled-weights"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+        s3: &candle_core::CpuStorage,
+        l3: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (theta, mu, rho) = (
+            cpu_values(s1, l1)?,
+            cpu_values(s2, l2)?,
+            cpu_values(s3, l3)?,
+        );
+        let (guard, layout) = self.eps.storage_and_layout();
+        let candle_core::Storage::Cpu(eps) = &*guard else {
+            return Err(candle_core::Error::Msg(
+                "task residual op: ε off the CPU".into(),
+            ));
+        };
+        let eps = cpu_values(eps, layout)?;
+        let n = self.shape.0 * self.shape.1;
+        let k = self.tasks.len();
+        let mut out = vec![0f32; 2 * k * n];
+        let (w, v) = out.split_at_mut(k * n);
+        for (j, &t) in self.tasks.iter().enumerate() {
+            let r = t * n..(t + 1) * n;
+            for ((w, m), th) in w[j * n..(j + 1) * n]
+                .iter_mut()
+                .zip(&mu[r.clone()])
+                .zip(theta)
+            {
+                *w = th + m;
+            }
+            for ((v, p), e) in v[j * n..(j + 1) * n]
+                .iter_mut()
+                .zip(&rho[r.clone()])
+                .zip(&eps[r])
+            {
+                *v = softplus_f32(*p) * e;
+            }
+        }
+        let shape = candle_core::Shape::from((2 * k, self.shape.0, self.shape.1));
+        Ok((candle_core::CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(
+        &self,
+        theta: &Tensor,
+        mu: &Tensor,
+        rho: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let n = self.shape.0 * self.shape.1;
+        let k = self.tasks.len();
+        let g = grad.flatten_all()?.to_vec1::<f32>()?;
+        let rho_v = rho.flatten_all()?.to_vec1::<f32>()?;
+        let (guard, layout) = self.eps.storage_and_layout();
+        let candle_core::Storage::Cpu(eps) = &*guard else {
+            return Err(candle_core::Error::Msg(
+                "task residual op: ε off the CPU".into(),
+            ));
+        };
+        let eps = cpu_values(eps, layout)?;
+        let mut d_theta = vec![0f32; n];
+        let mut d_mu = vec![0f32; mu.elem_count()];
+        let mut d_rho = vec![0f32; rho.elem_count()];
+        for (j, &t) in self.tasks.iter().enumerate() {
+            let gw = &g[j * n..(j + 1) * n];
+            let gv = &g[(k + j) * n..(k + j + 1) * n];
+            let r = t * n..(t + 1) * n;
+            for (d, g) in d_theta.iter_mut().zip(gw) {
+                *d += g;
+            }
+            for (d, g) in d_mu[r.clone()].iter_mut().zip(gw) {
+                *d += g;
+            }
+            for (((d, g), p), e) in d_rho[r.clone()]
+                .iter_mut()
+                .zip(gv)
+                .zip(&rho_v[r.clone()])
+                .zip(&eps[r])
+            {
+                *d += g * e * sigmoid_f32(*p);
+            }
+        }
+        let dev = theta.device();
+        Ok((
+            Some(Tensor::from_vec(d_theta, theta.shape(), dev)?),
+            Some(Tensor::from_vec(d_mu, mu.shape(), dev)?),
+            Some(Tensor::from_vec(d_rho, rho.shape(), dev)?),
+        ))
+    }
+}
+
+/// `[tasks]`: KL(q_m ‖ p) summed over the layer's weights, in one pass, with its backward in
+/// one more (CPU); the composed version is [`TaskResidualLinear::penalty`]'s fallback.
+struct KlPerTask {
+    sigma_prior: f64,
+    tasks: usize,
+}
+
+impl candle_core::CustomOp2 for KlPerTask {
+    fn name(&self) -> &'static str {
+        "task-residual-kl"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (mu, rho) = (cpu_values(s1, l1)?, cpu_values(s2, l2)?);
+        let n = mu.len() / self.tasks;
+        let sp = self.sigma_prior;
+        let inv = 1.0 / (2.0 * sp * sp);
+        let out: Vec<f32> = (0..self.tasks)
+            .map(|t| {
+                let r = t * n..(t + 1) * n;
+                let sum: f64 = mu[r.clone()]
+                    .iter()
+                    .zip(&rho[r])
+                    .map(|(&m, &p)| {
+                        let s = f64::from(softplus_f32(p));
+                        let m = f64::from(m);
+                        (sp / s).ln() + (s * s + m * m) * inv - 0.5
+                    })
+                    .sum();
+                sum as f32
+            })
+            .collect();
+        Ok((
+            candle_core::CpuStorage::F32(out),
+            candle_core::Shape::from(self.tasks),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        mu: &Tensor,
+        rho: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.to_vec1::<f32>()?;
+        let mu_v = mu.flatten_all()?.to_vec1::<f32>()?;
+        let rho_v = rho.flatten_all()?.to_vec1::<f32>()?;
+        let n = mu_v.len() / self.tasks;
+        let sp2 = (self.sigma_prior * self.sigma_prior) as f32;
+        let mut d_mu = vec![0f32; mu_v.len()];
+        let mut d_rho = vec![0f32; rho_v.len()];
+        for (i, (dm, dr)) in d_mu.iter_mut().zip(d_rho.iter_mut()).enumerate() {
+            let gt = g[i / n];
+            let s = softplus_f32(rho_v[i]);
+            *dm = gt * mu_v[i] / sp2;
+            *dr = gt * (s / sp2 - 1.0 / s) * sigmoid_f32(rho_v[i]);
+        }
+        let dev = mu.device();
+        Ok((
+            Some(Tensor::from_vec(d_mu, mu.shape(), dev)?),
+            Some(Tensor::from_vec(d_rho, rho.shape(), dev)?),
+        ))
+    }
 }

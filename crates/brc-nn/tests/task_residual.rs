@@ -517,3 +517,62 @@ mod networks {
         );
     }
 }
+
+#[test]
+fn the_fused_cpu_ops_equal_the_composed_tensor_ops() {
+    let (store, fused) = layer(
+        5,
+        4,
+        3,
+        ResidualMode::Variational,
+        |i| 0.05 * ((i % 7) as f32 - 3.0),
+        |i| [1e-4, 1e-3, 0.02, 0.3, 2.0][i % 5],
+    );
+    let composed = fused.with_composed_ops();
+    let mut rng = StdRng::seed_from_u64(12);
+    let x: Vec<f32> = (0..6 * 5).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let x = Tensor::from_vec(x, (6, 5), &DEV).unwrap();
+    // Task 1 has no row: its slices get no likelihood gradient on either path.
+    let rows = TaskRows::group(&[0, 0, 2, 2, 2, 0], &DEV).unwrap();
+    let x = rows.to_grouped(&x).unwrap();
+    let eps = fused.draw_eps(&mut rng).unwrap();
+    let signs = fused.draw_signs(&mut rng, 6).unwrap();
+    let run = |l: &TaskResidualLinear| {
+        let y = l
+            .forward(
+                &x,
+                &rows,
+                LayerWeights::Sampled {
+                    eps: &eps,
+                    signs: Some(&signs),
+                },
+            )
+            .unwrap();
+        let penalty = l.penalty(0.05).unwrap();
+        let loss = ((y.sqr().unwrap().sum_all().unwrap() * 0.5).unwrap()
+            + penalty.sum_all().unwrap())
+        .unwrap();
+        let grads = loss.backward().unwrap();
+        let g: Vec<Vec<f32>> = ["l.weight", "l.bias", "l.residual_mu", "l.residual_rho"]
+            .iter()
+            .map(|n| flat(grads.get(store.get(n).unwrap()).unwrap()))
+            .collect();
+        (flat(&y), flat(&penalty), g)
+    };
+    let (yf, pf, gf) = run(&fused);
+    let (yc, pc, gc) = run(&composed);
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{what}: {x} vs {y}"
+            );
+        }
+    };
+    close(&yf, &yc, "output");
+    close(&pf, &pc, "KL");
+    for (i, (a, b)) in gf.iter().zip(&gc).enumerate() {
+        close(a, b, &format!("gradient {i}"));
+        assert!(a.iter().any(|v| *v != 0.0), "gradient {i} is not zero");
+    }
+}
