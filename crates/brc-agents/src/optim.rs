@@ -317,15 +317,19 @@ mod tests {
                 opt.host = None;
             }
             opt.set_decay_mask(vec![true, false]);
-            // Zero gradients: only the decay moves a parameter.
-            let loss = ((a.as_tensor() * 0.0).unwrap().sum_all().unwrap()
-                + (b.as_tensor() * 0.0).unwrap().sum_all().unwrap())
-            .unwrap();
+            // Vanishing gradients (Adam's step ≈ 1e-22): only the decay moves a parameter.
+            let loss = ((a.as_tensor().sum_all().unwrap() + b.as_tensor().sum_all().unwrap())
+                .unwrap()
+                * 1e-30)
+                .unwrap();
             opt.step(&loss.backward().unwrap(), 0.0).unwrap();
             let va: Vec<f32> = a.as_tensor().to_vec1().unwrap();
             let vb: Vec<f32> = b.as_tensor().to_vec1().unwrap();
             assert!((va[0] - 2.0 * 0.95).abs() < 1e-6, "host {host}: {va:?}");
-            assert_eq!(vb, vec![2.0; 3], "host {host}");
+            assert!(
+                vb.iter().all(|v| (v - 2.0).abs() < 1e-12),
+                "host {host}: {vb:?}"
+            );
         }
     }
 }

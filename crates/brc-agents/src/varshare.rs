@@ -286,6 +286,6 @@ pub(crate) fn decays(params: &brc_nn::ParamStore) -> Vec<bool> {
     params
         .named_vars()
         .iter()
-        .map(|(n, _)| !(n.ends_with(".residual_mu") || n.ends_with(".residual_rho")))
+        .map(|(n, _)| !(n.contains(".residual_mu.") || n.contains(".residual_rho.")))
         .collect()
 }

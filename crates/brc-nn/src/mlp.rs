@@ -154,7 +154,7 @@ impl QMlp {
 /// (37,788 parameters), or the task-blind variant without embedding (35,716).
 /// Variables: `task_embedding.weight` `[3, 8]` (absent when blind), `fc{1,2,3}.{weight,bias}`;
 /// with VarShare's task residuals ([`SharedQMlp::new_varshare`]) also
-/// `fc{1,2,3}.residual_mu` (and `.residual_rho`, variational) `[3, in, out]`.
+/// `fc{1,2,3}.residual_mu.{m}` (and `.residual_rho.{m}`, variational) `[in, out]` per task m.
 #[derive(Debug, Clone)]
 pub struct SharedQMlp {
     params: ParamStore,
@@ -231,8 +231,8 @@ impl SharedQMlp {
     }
 
     /// Binds to existing variables; task-blind exactly when `task_embedding.weight` is absent,
-    /// with task residuals exactly when `fc1.residual_mu` is present (variational when
-    /// `fc1.residual_rho` is too).
+    /// with task residuals exactly when `fc1.residual_mu.0` is present (variational when
+    /// `fc1.residual_rho.0` is too).
     pub fn from_params(params: ParamStore) -> Result<Self> {
         let (embedding, in_dim) = if params.get("task_embedding.weight").is_some() {
             let e = Embedding::bind(&params, "task_embedding", NUM_TASKS, SHARED_EMBED_DIM)?;
@@ -241,8 +241,8 @@ impl SharedQMlp {
             (None, OBS_DIM)
         };
         let residuals = match (
-            params.get("fc1.residual_mu").is_some(),
-            params.get("fc1.residual_rho").is_some(),
+            params.get("fc1.residual_mu.0").is_some(),
+            params.get("fc1.residual_rho.0").is_some(),
         ) {
             (false, _) => None,
             (true, true) => Some(ResidualMode::Variational),

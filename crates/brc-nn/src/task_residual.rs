@@ -16,8 +16,10 @@
 //! caller's RNG.
 //!
 //! Variables: `{name}.weight` `[in, out]` (θ) and `{name}.bias` `[out]` as a plain
-//! [`crate::layers::Linear`] has them, `{name}.residual_mu` `[tasks, in, out]` and (variational
-//! only) `{name}.residual_rho` `[tasks, in, out]`.
+//! [`crate::layers::Linear`] has them, `{name}.residual_mu.{m}` `[in, out]` and (variational
+//! only) `{name}.residual_rho.{m}` `[in, out]` per task m — one variable per task, so a
+//! task's gradient is exactly its own size (slices of one `[tasks, in, out]` variable would
+//! give every slice's backward a full-size, mostly-zero gradient).
 
 use crate::init::{kaiming_std, normal, uniform, xavier_bound, WeightInit};
 use crate::{ops, NnError, ParamStore, Result};
@@ -189,12 +191,13 @@ pub struct TaskResidualLinear {
     name: String,
     weight: Var,
     bias: Var,
-    mu: Var,
-    rho: Option<Var>,
+    /// μ_m `[in, out]` per task: one variable each, so a task's gradient is exactly its size.
+    mu: Vec<Var>,
+    /// ρ_m `[in, out]` per task (variational only).
+    rho: Option<Vec<Var>>,
     in_dim: usize,
     out_dim: usize,
-    num_tasks: usize,
-    /// Sampled weights and KL by the fused CPU ops (where they apply); `false`: the
+    /// Sampled noise and KL by the fused CPU ops (where they apply); `false`: the
     /// composed tensor ops every device runs, the reference.
     fused: bool,
 }
@@ -221,19 +224,22 @@ impl TaskResidualLinear {
         };
         store.insert_vec(&format!("{name}.weight"), w, (in_dim, out_dim))?;
         store.insert_vec(&format!("{name}.bias"), vec![0.0; out_dim], out_dim)?;
-        let shape = (num_tasks, in_dim, out_dim);
-        store.insert_vec(
-            &format!("{name}.residual_mu"),
-            vec![0.0; num_tasks * n],
-            shape,
-        )?;
+        for t in 0..num_tasks {
+            store.insert_vec(
+                &format!("{name}.residual_mu.{t}"),
+                vec![0.0; n],
+                (in_dim, out_dim),
+            )?;
+        }
         if mode == ResidualMode::Variational {
             let rho = rho_for_sigma(DEFAULT_SIGMA_INIT) as f32;
-            store.insert_vec(
-                &format!("{name}.residual_rho"),
-                vec![rho; num_tasks * n],
-                shape,
-            )?;
+            for t in 0..num_tasks {
+                store.insert_vec(
+                    &format!("{name}.residual_rho.{t}"),
+                    vec![rho; n],
+                    (in_dim, out_dim),
+                )?;
+            }
         }
         Self::bind(store, name, in_dim, out_dim, num_tasks, mode)
     }
@@ -247,22 +253,24 @@ impl TaskResidualLinear {
         num_tasks: usize,
         mode: ResidualMode,
     ) -> Result<Self> {
-        let shape = [num_tasks, in_dim, out_dim];
+        let shape = [in_dim, out_dim];
+        let per_task = |what: &str| -> Result<Vec<Var>> {
+            (0..num_tasks)
+                .map(|t| store.require(&format!("{name}.{what}.{t}"), &shape))
+                .collect()
+        };
         let rho = match mode {
-            ResidualMode::Variational => {
-                Some(store.require(&format!("{name}.residual_rho"), &shape)?)
-            }
+            ResidualMode::Variational => Some(per_task("residual_rho")?),
             ResidualMode::L2 => None,
         };
         Ok(Self {
             name: name.to_owned(),
-            weight: store.require(&format!("{name}.weight"), &[in_dim, out_dim])?,
+            weight: store.require(&format!("{name}.weight"), &shape)?,
             bias: store.require(&format!("{name}.bias"), &[out_dim])?,
-            mu: store.require(&format!("{name}.residual_mu"), &shape)?,
+            mu: per_task("residual_mu")?,
             rho,
             in_dim,
             out_dim,
-            num_tasks,
             fused: true,
         })
     }
@@ -292,7 +300,7 @@ impl TaskResidualLinear {
 
     /// Number of tasks with a residual.
     pub fn num_tasks(&self) -> usize {
-        self.num_tasks
+        self.mu.len()
     }
 
     /// Shared trainable scalars (θ and b).
@@ -310,10 +318,20 @@ impl TaskResidualLinear {
         self.in_dim * self.out_dim
     }
 
+    /// Task `task`'s μ (`[in, out]`).
+    pub fn mu(&self, task: usize) -> Option<&Var> {
+        self.mu.get(task)
+    }
+
+    /// Task `task`'s ρ (`[in, out]`; `None` in `l2` mode).
+    pub fn rho(&self, task: usize) -> Option<&Var> {
+        self.rho.as_ref().and_then(|r| r.get(task))
+    }
+
     /// Sets every σ to `sigma` (ρ = ln(e^σ − 1)); nothing to do in `l2` mode.
     pub fn set_sigma(&self, sigma: f64) -> Result<()> {
-        if let Some(rho) = &self.rho {
-            let value = rho_for_sigma(sigma);
+        let value = rho_for_sigma(sigma);
+        for rho in self.rho.iter().flatten() {
             rho.set(&rho.ones_like()?.affine(value, 0.0)?)?;
         }
         Ok(())
@@ -321,11 +339,11 @@ impl TaskResidualLinear {
 
     /// A fresh ε `[tasks, in, out]` ~ N(0, I) drawn from `rng`.
     pub fn draw_eps<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Tensor> {
-        let n = self.num_tasks * self.in_dim * self.out_dim;
+        let n = self.num_tasks() * self.in_dim * self.out_dim;
         let eps: Vec<f32> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
         Ok(Tensor::from_vec(
             eps,
-            (self.num_tasks, self.in_dim, self.out_dim),
+            (self.num_tasks(), self.in_dim, self.out_dim),
             self.weight.device(),
         )?)
     }
@@ -360,15 +378,9 @@ impl TaskResidualLinear {
         let y = match weights {
             LayerWeights::Shared => x.matmul(&self.weight)?,
             LayerWeights::Mean | LayerWeights::Sampled { .. } => {
-                let fused = self.fused_sampled_weights(rows, weights)?;
-                let k = rows.segments().len();
-                let mut parts = Vec::with_capacity(k);
-                for (j, seg) in rows.segments().iter().enumerate() {
-                    let pre = match &fused {
-                        Some(wv) => Some((wv.get(j)?, wv.get(k + j)?)),
-                        None => None,
-                    };
-                    parts.push(self.segment_forward(x, seg, weights, pre)?);
+                let mut parts = Vec::with_capacity(rows.segments().len());
+                for seg in rows.segments() {
+                    parts.push(self.segment_forward(x, seg, weights)?);
                 }
                 match parts.len() {
                     1 => parts.pop().expect("one part"),
@@ -379,73 +391,37 @@ impl TaskResidualLinear {
         ops::bias_add(&y, &self.bias)
     }
 
-    /// The sampled weights `[2k, in, out]` of the `k` segments' tasks from the fused CPU op
-    /// ([`SampledWeights`]), `None` where the composed ops compute them (other weights,
-    /// `l2` layers, other devices).
-    fn fused_sampled_weights(
-        &self,
-        rows: &TaskRows,
-        weights: LayerWeights<'_>,
-    ) -> Result<Option<Tensor>> {
-        let (LayerWeights::Sampled { eps, .. }, Some(rho)) = (weights, &self.rho) else {
-            return Ok(None);
-        };
-        if !self.fused
-            || !fused_ok(&[
-                self.weight.as_tensor(),
-                self.mu.as_tensor(),
-                rho.as_tensor(),
-                eps,
-            ])
-        {
-            return Ok(None);
-        }
-        if let Some(seg) = rows.segments().iter().find(|s| s.task >= self.num_tasks) {
-            return Err(self.task_error(seg.task));
-        }
-        let op = SampledWeights {
-            tasks: rows.segments().iter().map(|s| s.task).collect(),
-            eps: eps.clone(),
-            shape: (self.in_dim, self.out_dim),
-        };
-        Ok(Some(self.weight.as_tensor().apply_op3_arc(
-            &self.mu,
-            rho,
-            std::sync::Arc::new(Box::new(op)),
-        )?))
-    }
-
     fn task_error(&self, task: usize) -> NnError {
         NnError::Config(format!(
             "{}: task id {task} but residuals for {} tasks",
-            self.name, self.num_tasks
+            self.name,
+            self.num_tasks()
         ))
     }
 
-    /// One task's rows through θ + μ_m (+ the sampled residual noise); `pre`: W_m and V_m
-    /// already computed by the fused op.
+    /// One task's rows through θ + μ_m (+ the sampled residual noise).
     fn segment_forward(
         &self,
         x: &Tensor,
         seg: &TaskSegment,
         weights: LayerWeights<'_>,
-        pre: Option<(Tensor, Tensor)>,
     ) -> Result<Tensor> {
-        if seg.task >= self.num_tasks {
-            return Err(self.task_error(seg.task));
-        }
+        let mu = self
+            .mu
+            .get(seg.task)
+            .ok_or_else(|| self.task_error(seg.task))?;
         let xm = x.narrow(0, seg.start, seg.len)?;
-        let (wm, pre_v) = match pre {
-            Some((w, v)) => (w, Some(v)),
-            None => (self.weight.as_tensor().add(&self.mu.get(seg.task)?)?, None),
-        };
+        let wm = self.weight.as_tensor().add(mu)?;
         let ym = xm.matmul(&wm)?;
         let (LayerWeights::Sampled { eps, signs }, Some(rho)) = (weights, &self.rho) else {
             return Ok(ym);
         };
-        let v = match pre_v {
-            Some(v) => v,
-            None => (ops::softplus(&rho.get(seg.task)?)? * eps.get(seg.task)?)?,
+        let (rho, eps) = (&rho[seg.task], eps.get(seg.task)?);
+        let v = if self.fused && fused_ok(&[rho.as_tensor(), &eps]) {
+            rho.as_tensor()
+                .apply_op1_arc(std::sync::Arc::new(Box::new(ScaledSoftplus { eps })))?
+        } else {
+            (ops::softplus(rho)? * eps)?
         };
         let noise = match signs {
             Some(sg) => {
@@ -460,76 +436,80 @@ impl TaskResidualLinear {
 
     /// σ = softplus(ρ) `[tasks, in, out]` (differentiable); `None` in `l2` mode.
     pub fn sigma(&self) -> Result<Option<Tensor>> {
-        self.rho.as_ref().map(|r| ops::softplus(r)).transpose()
+        let Some(rho) = &self.rho else {
+            return Ok(None);
+        };
+        let per_task = rho
+            .iter()
+            .map(|r| ops::softplus(r))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Tensor::stack(&per_task, 0)?))
     }
 
     /// The penalty per task `[tasks]`, differentiable: the closed-form
     /// KL(q_m ‖ p) = Σ [ln(σ_prior/σ) + (σ² + μ²)/(2σ_prior²) − ½] (variational) or
     /// Σ μ²/(2σ_prior²) (`l2`).
     pub fn penalty(&self, sigma_prior: f64) -> Result<Tensor> {
-        if let Some(rho) = &self.rho {
-            if self.fused && fused_ok(&[self.mu.as_tensor(), rho.as_tensor()]) {
-                let op = KlPerTask {
-                    sigma_prior,
-                    tasks: self.num_tasks,
-                };
-                return Ok(self
-                    .mu
-                    .as_tensor()
-                    .apply_op2_arc(rho, std::sync::Arc::new(Box::new(op)))?);
-            }
-        }
         let inv = 1.0 / (2.0 * sigma_prior * sigma_prior);
-        let mu_term = (self.mu.as_tensor().sqr()? * inv)?;
-        let per_weight = match self.sigma()? {
-            None => mu_term,
-            Some(sigma) => {
-                let log_ratio = sigma.log()?.affine(-1.0, sigma_prior.ln())?;
-                ((log_ratio + (sigma.sqr()? * inv)?)? + mu_term)?.affine(1.0, -0.5)?
-            }
-        };
-        Ok(per_weight.flatten_from(1)?.sum(1)?)
+        let mut per_task = Vec::with_capacity(self.num_tasks());
+        for (t, mu) in self.mu.iter().enumerate() {
+            let mu_term = (mu.as_tensor().sqr()? * inv)?;
+            let kl = match &self.rho {
+                None => mu_term.sum_all()?,
+                Some(rho) if self.fused && fused_ok(&[mu.as_tensor(), rho[t].as_tensor()]) => mu
+                    .as_tensor()
+                    .apply_op2_arc(&rho[t], std::sync::Arc::new(Box::new(Kl { sigma_prior })))?,
+                Some(rho) => {
+                    let sigma = ops::softplus(&rho[t])?;
+                    let log_ratio = sigma.log()?.affine(-1.0, sigma_prior.ln())?;
+                    ((log_ratio + (sigma.sqr()? * inv)?)? + mu_term)?
+                        .affine(1.0, -0.5)?
+                        .sum_all()?
+                }
+            };
+            per_task.push(kl);
+        }
+        Ok(Tensor::stack(&per_task, 0)?)
     }
 
     /// Sets the μ entries with |μ| < `threshold` to 0 (threshold 0 changes nothing).
     pub fn prune(&self, threshold: f64) -> Result<()> {
         let t = threshold as f32;
-        let mu: Vec<f32> = self
-            .mu
-            .flatten_all()?
-            .to_vec1::<f32>()?
-            .into_iter()
-            .map(|m| if m.abs() < t { 0.0 } else { m })
-            .collect();
-        self.mu
-            .set(&Tensor::from_vec(mu, self.mu.shape(), self.mu.device())?)?;
+        for mu in &self.mu {
+            let values: Vec<f32> = mu
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(|m| if m.abs() < t { 0.0 } else { m })
+                .collect();
+            mu.set(&Tensor::from_vec(values, mu.shape(), mu.device())?)?;
+        }
         Ok(())
     }
 
     /// The layer's penalty, σ sums and surviving μ entries per task, computed on the host in
     /// f64 (diagnostics; no graph).
     pub fn host_stats(&self, sigma_prior: f64, threshold: f64) -> Result<LayerStats> {
-        let n = self.weights_per_task();
-        let mu = self.mu.flatten_all()?.to_vec1::<f32>()?;
-        let sigma = match self.sigma()? {
-            Some(s) => Some(s.flatten_all()?.to_vec1::<f32>()?),
-            None => None,
-        };
+        let tasks = self.num_tasks();
         let inv = 1.0 / (2.0 * sigma_prior * sigma_prior);
         let mut stats = LayerStats {
             name: self.name.clone(),
-            weights_per_task: n,
-            penalty: vec![0.0; self.num_tasks],
-            sigma_sum: vec![0.0; self.num_tasks],
-            kept: vec![0; self.num_tasks],
+            weights_per_task: self.weights_per_task(),
+            penalty: vec![0.0; tasks],
+            sigma_sum: vec![0.0; tasks],
+            kept: vec![0; tasks],
         };
-        for t in 0..self.num_tasks {
-            let range = t * n..(t + 1) * n;
-            for (k, &m) in mu[range.clone()].iter().enumerate() {
+        for t in 0..tasks {
+            let mu = self.mu[t].flatten_all()?.to_vec1::<f32>()?;
+            let rho = match &self.rho {
+                Some(r) => Some(r[t].flatten_all()?.to_vec1::<f32>()?),
+                None => None,
+            };
+            for (k, &m) in mu.iter().enumerate() {
                 let m = f64::from(m);
                 let mut p = m * m * inv;
-                if let Some(sigma) = &sigma {
-                    let s = f64::from(sigma[range.start + k]);
+                if let Some(rho) = &rho {
+                    let s = f64::from(softplus_f32(rho[k]));
                     p += (sigma_prior / s).ln() + s * s * inv - 0.5;
                     stats.sigma_sum[t] += s;
                 }
@@ -718,8 +698,8 @@ impl Dense {
     pub(crate) fn extra_vars(residuals: Option<(ResidualMode, usize)>) -> usize {
         match residuals {
             None => 0,
-            Some((ResidualMode::Variational, _)) => 2,
-            Some((ResidualMode::L2, _)) => 1,
+            Some((ResidualMode::Variational, tasks)) => 2 * tasks,
+            Some((ResidualMode::L2, tasks)) => tasks,
         }
     }
 }
@@ -779,126 +759,75 @@ fn sigmoid_f32(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// `[2k, in, out]`: W_j = θ + μ_{t_j} and V_j = softplus(ρ_{t_j}) ⊙ ε_{t_j} for the tasks
-/// t_0..t_{k−1}, in one pass, with its backward in one more (CPU). Composed from tensor ops
-/// this is ~15 full-size temporaries per layer and update, most of the update's time
-/// (`brc bench`, docs/architecture.md).
-struct SampledWeights {
-    tasks: Vec<usize>,
-    /// ε `[tasks, in, out]` (all tasks; the op reads the listed ones).
+/// `softplus(ρ_m) ⊙ ε_m` (V_m) in one pass, with its backward in one more (CPU): composed
+/// from tensor ops it is ~13 full-size temporaries per layer, task and update.
+struct ScaledSoftplus {
+    /// ε_m `[in, out]`.
     eps: Tensor,
-    shape: (usize, usize),
 }
 
-impl candle_core::CustomOp3 for SampledWeights {
+impl ScaledSoftplus {
+    fn with_eps<R>(
+        &self,
+        f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+    ) -> candle_core::Result<R> {
+        let (guard, layout) = self.eps.storage_and_layout();
+        let candle_core::Storage::Cpu(eps) = &*guard else {
+            return Err(candle_core::Error::Msg(
+                "task residual op: ε off the CPU".into(),
+            ));
+        };
+        f(cpu_values(eps, layout)?)
+    }
+}
+
+impl candle_core::CustomOp1 for ScaledSoftplus {
     fn name(&self) -> &'static str {
-        "task-residual-sampled-weights"
+        "task-residual-scaled-softplus"
     }
 
     fn cpu_fwd(
         &self,
-        s1: &candle_core::CpuStorage,
-        l1: &candle_core::Layout,
-        s2: &candle_core::CpuStorage,
-        l2: &candle_core::Layout,
-        s3: &candle_core::CpuStorage,
-        l3: &candle_core::Layout,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let (theta, mu, rho) = (
-            cpu_values(s1, l1)?,
-            cpu_values(s2, l2)?,
-            cpu_values(s3, l3)?,
-        );
-        let (guard, layout) = self.eps.storage_and_layout();
-        let candle_core::Storage::Cpu(eps) = &*guard else {
-            return Err(candle_core::Error::Msg(
-                "task residual op: ε off the CPU".into(),
-            ));
-        };
-        let eps = cpu_values(eps, layout)?;
-        let n = self.shape.0 * self.shape.1;
-        let k = self.tasks.len();
-        let mut out = vec![0f32; 2 * k * n];
-        let (w, v) = out.split_at_mut(k * n);
-        for (j, &t) in self.tasks.iter().enumerate() {
-            let r = t * n..(t + 1) * n;
-            for ((w, m), th) in w[j * n..(j + 1) * n]
-                .iter_mut()
-                .zip(&mu[r.clone()])
-                .zip(theta)
-            {
-                *w = th + m;
-            }
-            for ((v, p), e) in v[j * n..(j + 1) * n]
-                .iter_mut()
-                .zip(&rho[r.clone()])
-                .zip(&eps[r])
-            {
-                *v = softplus_f32(*p) * e;
-            }
-        }
-        let shape = candle_core::Shape::from((2 * k, self.shape.0, self.shape.1));
-        Ok((candle_core::CpuStorage::F32(out), shape))
+        let rho = cpu_values(s, l)?;
+        let out = self.with_eps(|eps| {
+            Ok(rho
+                .iter()
+                .zip(eps)
+                .map(|(p, e)| softplus_f32(*p) * e)
+                .collect::<Vec<f32>>())
+        })?;
+        Ok((candle_core::CpuStorage::F32(out), l.shape().clone()))
     }
 
     fn bwd(
         &self,
-        theta: &Tensor,
-        mu: &Tensor,
         rho: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let n = self.shape.0 * self.shape.1;
-        let k = self.tasks.len();
+    ) -> candle_core::Result<Option<Tensor>> {
         let g = grad.flatten_all()?.to_vec1::<f32>()?;
         let rho_v = rho.flatten_all()?.to_vec1::<f32>()?;
-        let (guard, layout) = self.eps.storage_and_layout();
-        let candle_core::Storage::Cpu(eps) = &*guard else {
-            return Err(candle_core::Error::Msg(
-                "task residual op: ε off the CPU".into(),
-            ));
-        };
-        let eps = cpu_values(eps, layout)?;
-        let mut d_theta = vec![0f32; n];
-        let mut d_mu = vec![0f32; mu.elem_count()];
-        let mut d_rho = vec![0f32; rho.elem_count()];
-        for (j, &t) in self.tasks.iter().enumerate() {
-            let gw = &g[j * n..(j + 1) * n];
-            let gv = &g[(k + j) * n..(k + j + 1) * n];
-            let r = t * n..(t + 1) * n;
-            for (d, g) in d_theta.iter_mut().zip(gw) {
-                *d += g;
-            }
-            for (d, g) in d_mu[r.clone()].iter_mut().zip(gw) {
-                *d += g;
-            }
-            for (((d, g), p), e) in d_rho[r.clone()]
-                .iter_mut()
-                .zip(gv)
-                .zip(&rho_v[r.clone()])
-                .zip(&eps[r])
-            {
-                *d += g * e * sigmoid_f32(*p);
-            }
-        }
-        let dev = theta.device();
-        Ok((
-            Some(Tensor::from_vec(d_theta, theta.shape(), dev)?),
-            Some(Tensor::from_vec(d_mu, mu.shape(), dev)?),
-            Some(Tensor::from_vec(d_rho, rho.shape(), dev)?),
-        ))
+        let d = self.with_eps(|eps| {
+            Ok(g.iter()
+                .zip(&rho_v)
+                .zip(eps)
+                .map(|((g, p), e)| g * e * sigmoid_f32(*p))
+                .collect::<Vec<f32>>())
+        })?;
+        Ok(Some(Tensor::from_vec(d, rho.shape(), rho.device())?))
     }
 }
 
-/// `[tasks]`: KL(q_m ‖ p) summed over the layer's weights, in one pass, with its backward in
-/// one more (CPU); the composed version is [`TaskResidualLinear::penalty`]'s fallback.
-struct KlPerTask {
+/// One task's KL(q_m ‖ p) over a layer's weights (a scalar) in one pass, with its backward
+/// in one more (CPU); the composed version is [`TaskResidualLinear::penalty`]'s fallback.
+struct Kl {
     sigma_prior: f64,
-    tasks: usize,
 }
 
-impl candle_core::CustomOp2 for KlPerTask {
+impl candle_core::CustomOp2 for Kl {
     fn name(&self) -> &'static str {
         "task-residual-kl"
     }
@@ -911,27 +840,19 @@ impl candle_core::CustomOp2 for KlPerTask {
         l2: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         let (mu, rho) = (cpu_values(s1, l1)?, cpu_values(s2, l2)?);
-        let n = mu.len() / self.tasks;
-        let sp = self.sigma_prior;
+        let sp = self.sigma_prior as f32;
         let inv = 1.0 / (2.0 * sp * sp);
-        let out: Vec<f32> = (0..self.tasks)
-            .map(|t| {
-                let r = t * n..(t + 1) * n;
-                let sum: f64 = mu[r.clone()]
-                    .iter()
-                    .zip(&rho[r])
-                    .map(|(&m, &p)| {
-                        let s = f64::from(softplus_f32(p));
-                        let m = f64::from(m);
-                        (sp / s).ln() + (s * s + m * m) * inv - 0.5
-                    })
-                    .sum();
-                sum as f32
-            })
-            .collect();
+        let ln_sp = sp.ln();
+        // f32 terms in 8 lanes, added up in f64.
+        let mut lanes = [0f64; 8];
+        for (i, (&m, &p)) in mu.iter().zip(rho).enumerate() {
+            let s = softplus_f32(p);
+            lanes[i % 8] += f64::from(ln_sp - s.ln() + (s * s + m * m) * inv - 0.5);
+        }
+        let sum: f64 = lanes.iter().sum();
         Ok((
-            candle_core::CpuStorage::F32(out),
-            candle_core::Shape::from(self.tasks),
+            candle_core::CpuStorage::F32(vec![sum as f32]),
+            candle_core::Shape::from(()),
         ))
     }
 
@@ -942,19 +863,18 @@ impl candle_core::CustomOp2 for KlPerTask {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = grad.to_vec1::<f32>()?;
+        let g = grad.to_scalar::<f32>()?;
         let mu_v = mu.flatten_all()?.to_vec1::<f32>()?;
         let rho_v = rho.flatten_all()?.to_vec1::<f32>()?;
-        let n = mu_v.len() / self.tasks;
         let sp2 = (self.sigma_prior * self.sigma_prior) as f32;
-        let mut d_mu = vec![0f32; mu_v.len()];
-        let mut d_rho = vec![0f32; rho_v.len()];
-        for (i, (dm, dr)) in d_mu.iter_mut().zip(d_rho.iter_mut()).enumerate() {
-            let gt = g[i / n];
-            let s = softplus_f32(rho_v[i]);
-            *dm = gt * mu_v[i] / sp2;
-            *dr = gt * (s / sp2 - 1.0 / s) * sigmoid_f32(rho_v[i]);
-        }
+        let d_mu: Vec<f32> = mu_v.iter().map(|m| g * m / sp2).collect();
+        let d_rho: Vec<f32> = rho_v
+            .iter()
+            .map(|&p| {
+                let s = softplus_f32(p);
+                g * (s / sp2 - 1.0 / s) * sigmoid_f32(p)
+            })
+            .collect();
         let dev = mu.device();
         Ok((
             Some(Tensor::from_vec(d_mu, mu.shape(), dev)?),

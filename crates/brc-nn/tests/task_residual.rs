@@ -41,10 +41,13 @@ fn layer(
     )
     .unwrap();
     let n = tasks * in_dim * out_dim;
-    let shape = (tasks, in_dim, out_dim);
+    // One variable per task: entry i of the `[tasks, in, out]` view is task i / (in × out)'s.
     let set = |name: &str, v: Vec<f32>| {
-        let var = store.get(name).unwrap();
-        var.set(&Tensor::from_vec(v, shape, &DEV).unwrap()).unwrap();
+        for (t, chunk) in v.chunks(in_dim * out_dim).enumerate() {
+            let var = store.get(&format!("{name}.{t}")).unwrap();
+            var.set(&Tensor::from_vec(chunk.to_vec(), (in_dim, out_dim), &DEV).unwrap())
+                .unwrap();
+        }
     };
     set("l.residual_mu", (0..n).map(&mu).collect());
     if mode == ResidualMode::Variational {
@@ -102,8 +105,31 @@ fn closed_form_kl_matches_a_monte_carlo_estimate() {
     }
 }
 
+/// A layer variable's values; the residuals' per-task variables `{name}.{t}` concatenated
+/// in task order.
 fn l_var(store: &ParamStore, name: &str) -> Tensor {
-    store.get(name).unwrap().as_tensor().clone()
+    if let Some(v) = store.get(name) {
+        return v.as_tensor().clone();
+    }
+    let parts: Vec<Tensor> = (0..)
+        .map_while(|t| store.get(&format!("{name}.{t}")))
+        .map(|v| v.as_tensor().flatten_all().unwrap())
+        .collect();
+    Tensor::cat(&parts, 0).unwrap()
+}
+
+/// A layer variable's gradient (zeros where none), per-task variables concatenated.
+fn grad_of(grads: &candle_core::backprop::GradStore, store: &ParamStore, name: &str) -> Vec<f32> {
+    let one = |v: &candle_core::Var| -> Vec<f32> {
+        grads.get(v).map_or_else(|| vec![0.0; v.elem_count()], flat)
+    };
+    if let Some(v) = store.get(name) {
+        return one(v);
+    }
+    (0..)
+        .map_while(|t| store.get(&format!("{name}.{t}")))
+        .flat_map(one)
+        .collect()
 }
 
 #[test]
@@ -260,8 +286,7 @@ fn theta_mu_and_rho_all_receive_gradients() {
         .unwrap();
     let grads = loss.backward().unwrap();
     for name in ["l.weight", "l.bias", "l.residual_mu", "l.residual_rho"] {
-        let g = grads.get(store.get(name).unwrap()).expect(name);
-        let g = flat(g);
+        let g = grad_of(&grads, &store, name);
         assert!(g.iter().all(|v| v.is_finite()), "{name}");
         // Every task's slice gets some gradient (every task has rows).
         let chunk = g.len() / if name.contains("residual") { 3 } else { 1 };
@@ -278,7 +303,7 @@ fn a_task_without_rows_gets_no_likelihood_gradient() {
     let rows = TaskRows::group(&[2, 0], &DEV).unwrap();
     let y = l.forward(&x, &rows, LayerWeights::Mean).unwrap();
     let g = y.sum_all().unwrap().backward().unwrap();
-    let g = flat(g.get(store.get("l.residual_mu").unwrap()).unwrap());
+    let g = grad_of(&g, &store, "l.residual_mu");
     assert!(g[..6].iter().all(|v| *v != 0.0));
     assert!(g[6..12].iter().all(|v| *v == 0.0), "task 1 had no row");
     assert!(g[12..].iter().all(|v| *v != 0.0));
@@ -441,13 +466,14 @@ mod networks {
         // Give every task its own μ, so the tasks' networks differ.
         let mut rng = StdRng::seed_from_u64(5);
         for l in net.residual_layers() {
-            let name = format!("{}.residual_mu", l.name());
-            let v = net.params().get(&name).unwrap();
-            let vals: Vec<f32> = (0..v.elem_count())
-                .map(|_| rng.random_range(-0.3..0.3))
-                .collect();
-            v.set(&Tensor::from_vec(vals, v.shape(), &DEV).unwrap())
-                .unwrap();
+            for t in 0..3 {
+                let v = l.mu(t).unwrap();
+                let vals: Vec<f32> = (0..v.elem_count())
+                    .map(|_| rng.random_range(-0.3..0.3))
+                    .collect();
+                v.set(&Tensor::from_vec(vals, v.shape(), &DEV).unwrap())
+                    .unwrap();
+            }
         }
         let (obs, task) = batch();
         let noise = ResidualNoise::draw(&net.residual_layers(), &mut rng).unwrap();
@@ -555,7 +581,7 @@ fn the_fused_cpu_ops_equal_the_composed_tensor_ops() {
         let grads = loss.backward().unwrap();
         let g: Vec<Vec<f32>> = ["l.weight", "l.bias", "l.residual_mu", "l.residual_rho"]
             .iter()
-            .map(|n| flat(grads.get(store.get(n).unwrap()).unwrap()))
+            .map(|n| grad_of(&grads, &store, n))
             .collect();
         (flat(&y), flat(&penalty), g)
     };
