@@ -77,9 +77,17 @@ pub(crate) fn single_q<N: QNetwork>(
         .map_err(|_| AgentError::Batch("network did not return 4 Q-values".into()))
 }
 
-/// All gradients of `loss` with respect to `params`, flattened in parameter order.
+/// All gradients of `loss` with respect to `params`, flattened in parameter order, leaving
+/// out VarShare's task residuals (μ, ρ: task-specific, so they would only dilute the
+/// gradient-conflict cosines between tasks).
 pub(crate) fn flat_gradient(loss: &Tensor, params: &brc_nn::ParamStore) -> Result<Vec<f32>> {
-    Ok(param_gradients(loss, params)?.concat())
+    let keep = crate::varshare::decays(params);
+    Ok(param_gradients(loss, params)?
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(g, keep)| keep.then_some(g))
+        .collect::<Vec<_>>()
+        .concat())
 }
 
 /// The gradient of `loss` with respect to each of `params`, in order (zeros where none).

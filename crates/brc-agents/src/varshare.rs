@@ -280,8 +280,8 @@ pub(crate) fn parameter_counts<N: TaskResidualNetwork + brc_nn::QNetwork>(
     }
 }
 
-/// The optimizer's weight-decay mask: no decay on residual variables (their penalty is the
-/// regulariser).
+/// Whether each of `params` is not a task residual: the optimizer's weight-decay mask (the
+/// penalty regularises the residuals) and the parameters gradient conflict is measured on.
 pub(crate) fn decays(params: &brc_nn::ParamStore) -> Vec<bool> {
     params
         .named_vars()

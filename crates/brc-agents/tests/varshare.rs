@@ -338,3 +338,33 @@ fn the_residuals_take_no_weight_decay() {
     assert_eq!(d.kept["windy"], 0, "no gradient, no decay: μ stays 0");
     assert_eq!(d.kept["heavy"], 0);
 }
+
+#[test]
+fn gradient_conflict_probes_leave_out_the_task_residuals() {
+    let b = batch(9);
+    let split = |t: u32| {
+        let mut out = Batch::new();
+        for i in (0..b.len()).filter(|&i| b.tasks[i] == t) {
+            out.obs.extend_from_slice(&b.obs[i * 8..(i + 1) * 8]);
+            out.next_obs
+                .extend_from_slice(&b.next_obs[i * 8..(i + 1) * 8]);
+            out.actions.push(b.actions[i]);
+            out.rewards.push(b.rewards[i]);
+            out.terminated.push(b.terminated[i]);
+            out.tasks.push(t);
+        }
+        out
+    };
+    let probes: Vec<Batch> = (0..3).map(split).collect();
+    for (with, without) in pairs() {
+        let mut a = build_agent(&with, &ctx(0, 0.0)).unwrap();
+        let g = a.task_gradients(&probes).unwrap().unwrap();
+        // As long as the shared parameters: the residuals are left out.
+        assert_eq!(g[0].len(), a.parameter_counts().shared);
+        assert_eq!(
+            g[0].len(),
+            build_agent(&without, &ctx(0, 0.0)).unwrap().num_params()
+        );
+        assert!(g.iter().all(|t| t.iter().any(|v| *v != 0.0)));
+    }
+}
