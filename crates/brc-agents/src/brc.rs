@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use brc_nn::ops::{log_softmax, softmax};
-use brc_nn::{BroNet, BroNetCpu, HostGradients};
+use brc_nn::{BroNet, BroNetCpu, HostGradients, ResidualWeights};
 use candle_core::{Tensor, D};
 use rand::SeedableRng;
 use rand_pcg::Pcg32;
@@ -30,6 +30,7 @@ use crate::exploration::EpsilonGreedy;
 use crate::optim::AdamW;
 use crate::surgery::{split_by_task, Surgery, SurgeryDiagnostics};
 use crate::td::{param_gradients, BatchTensors};
+use crate::varshare::{self, ParameterCounts, VarShare, VarShareDiagnostics};
 use crate::{
     Agent, AgentContext, AgentError, AgentKind, BrcConfig, ReplaySource, Result, UpdateStats,
     NUM_ACTIONS, OBS_DIM,
@@ -119,6 +120,9 @@ pub struct Brc {
     surgery: Option<Surgery>,
     /// An update's batch split by task (surgery only), kept to reuse its buffers.
     task_batches: Vec<Batch>,
+    /// VarShare's task residuals (`[agent.varshare]`; candle's graph computes them, the CPU
+    /// fast path declines such networks).
+    varshare: Option<VarShare>,
 }
 
 /// The BroNet CPU engines and the buffers of one update, kept between updates so that an
@@ -182,8 +186,13 @@ impl Brc {
     pub fn new(config: BrcConfig, ctx: AgentContext) -> Result<Self> {
         let mut init_rng = Pcg32::seed_from_u64(ctx.seed);
         let online = BroNet::new(config.network(ctx.num_tasks()), &mut init_rng, &ctx.device)?;
+        let varshare = match &config.varshare {
+            Some(v) => Some(VarShare::new(v.clone(), ctx.seed, &online)?),
+            None => None,
+        };
         let target = online.deep_clone()?;
-        let optimizer = AdamW::new(online.params().vars(), config.lr, config.weight_decay)?;
+        let mut optimizer = AdamW::new(online.params().vars(), config.lr, config.weight_decay)?;
+        optimizer.set_decay_mask(varshare::decays(online.params()));
         let support = Support {
             v_min: config.v_min,
             v_max: config.v_max,
@@ -194,6 +203,7 @@ impl Brc {
         let surgery = Surgery::new(config.gradient_settings(), online.params(), ctx.num_tasks());
         Ok(Self {
             surgery,
+            varshare,
             task_batches: Vec::new(),
             return_atoms: (&atoms / config.reward_scale)?,
             atoms,
@@ -212,17 +222,28 @@ impl Brc {
 
     /// The training loss on `batch` and the taken actions' Q-values (in return units).
     fn loss(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        self.loss_with(batch, ResidualWeights::Mean)
+    }
+
+    /// [`Brc::loss`] with the prediction Q(s, ·) from the residual weights `weights` (VarShare;
+    /// a plain BroNet ignores them). Targets and the double-DQN argmax use the means.
+    fn loss_with(&self, batch: &Batch, weights: ResidualWeights<'_>) -> Result<(Tensor, Tensor)> {
         let b = BatchTensors::new(batch, &self.ctx.device)?;
         if self.config.categorical {
-            self.categorical_loss(batch, &b)
+            self.categorical_loss(batch, &b, weights)
         } else {
-            self.scalar_loss(&b)
+            self.scalar_loss(&b, weights)
         }
     }
 
     /// Cross-entropy between the projected target distribution and the online network's
     /// distribution of the taken action.
-    fn categorical_loss(&self, batch: &Batch, b: &BatchTensors) -> Result<(Tensor, Tensor)> {
+    fn categorical_loss(
+        &self,
+        batch: &Batch,
+        b: &BatchTensors,
+        weights: ResidualWeights<'_>,
+    ) -> Result<(Tensor, Tensor)> {
         let device = &self.ctx.device;
         let n = self.support.n;
         let rows = batch.len();
@@ -256,7 +277,7 @@ impl Brc {
             one_hot[i * NUM_ACTIONS + a as usize] = 1.0;
         }
         let one_hot = Tensor::from_vec(one_hot, (rows, NUM_ACTIONS, 1), device)?;
-        let logits = self.online.forward(&b.obs, &b.tasks)?;
+        let logits = self.online.forward_with(&b.obs, &b.tasks, weights)?;
         let taken = logits.broadcast_mul(&one_hot)?.sum(1)?;
         let log_p = log_softmax(&taken)?;
         let loss = (target * &log_p)?.sum(D::Minus1)?.mean_all()?.neg()?;
@@ -270,7 +291,11 @@ impl Brc {
 
     /// The ablation's loss: mean of (Q(s, a) − (s·r + γ(1 − done) Q_target(s', a*)))² with
     /// a* = argmax_a Q_online(s', a), in reward-scaled units.
-    fn scalar_loss(&self, b: &BatchTensors) -> Result<(Tensor, Tensor)> {
+    fn scalar_loss(
+        &self,
+        b: &BatchTensors,
+        weights: ResidualWeights<'_>,
+    ) -> Result<(Tensor, Tensor)> {
         let scalar = |logits: Tensor| logits.squeeze(D::Minus1);
         let next_actions = scalar(self.online.forward(&b.next_obs, &b.tasks)?.detach())?
             .argmax_keepdim(D::Minus1)?;
@@ -279,7 +304,7 @@ impl Brc {
             .squeeze(1)?;
         let rewards = b.rewards.affine(self.config.reward_scale, 0.0)?;
         let td_target = (rewards + (next_q * &b.not_done)?.affine(self.ctx.gamma, 0.0)?)?;
-        let q_taken = scalar(self.online.forward(&b.obs, &b.tasks)?)?
+        let q_taken = scalar(self.online.forward_with(&b.obs, &b.tasks, weights)?)?
             .gather(&b.actions, 1)?
             .squeeze(1)?;
         let loss = (&q_taken - td_target)?.sqr()?.mean_all()?;
@@ -481,6 +506,35 @@ impl Brc {
         })
     }
 
+    /// One VarShare update on candle's graph: the loss on the update's sampled weights (one
+    /// ε per layer, Flipout signs per row) plus β · the mean penalty per adapter weight.
+    fn varshare_update(&mut self, batch: &Batch) -> Result<UpdateStats> {
+        let vs = self.varshare.as_ref().expect("called with VarShare");
+        let draw = vs.draw(&self.online, self.optimizer.steps(), batch.len())?;
+        let (td, q_taken) = self.loss_with(batch, draw.weights())?;
+        let loss = (&td + vs.penalty(&self.online)?)?;
+        let grads = loss.backward()?;
+        Ok(UpdateStats {
+            grad_norm: self.optimizer.step(&grads, self.config.grad_clip)?,
+            loss: td.to_scalar()?,
+            mean_q: q_taken.mean_all()?.to_scalar()?,
+        })
+    }
+
+    /// Q-values in return units from the logits of one observation.
+    fn q_from_logits(&self, logits: &Tensor) -> Result<[f32; NUM_ACTIONS]> {
+        let q = if self.config.categorical {
+            softmax(logits)?
+                .broadcast_mul(&self.return_atoms)?
+                .sum(D::Minus1)?
+        } else {
+            logits.affine(1.0 / self.config.reward_scale, 0.0)?
+        };
+        let q: Vec<f32> = q.flatten_all()?.to_vec1()?;
+        q.try_into()
+            .map_err(|_| AgentError::Batch("network did not return 4 actions".into()))
+    }
+
     /// Sets the optimizer's learning rate for the episodes done: linear from `lr` to
     /// `lr × lr_final_fraction` over the run (exactly `lr` throughout when the fraction is 1).
     fn schedule_lr(&mut self) {
@@ -535,23 +589,51 @@ impl Agent for Brc {
         let device = &self.ctx.device;
         let o = Tensor::from_slice(obs, (1, OBS_DIM), device)?;
         let t = Tensor::from_slice(&[task as u32], 1, device)?;
-        let logits = self.online.forward(&o, &t)?;
-        let q = if self.config.categorical {
-            softmax(&logits)?
-                .broadcast_mul(&self.return_atoms)?
-                .sum(D::Minus1)?
-        } else {
-            logits.affine(1.0 / self.config.reward_scale, 0.0)?
-        };
-        let q: Vec<f32> = q.flatten_all()?.to_vec1()?;
-        q.try_into()
-            .map_err(|_| AgentError::Batch("network did not return 4 actions".into()))
+        let weights = self
+            .varshare
+            .as_ref()
+            .map_or(ResidualWeights::Mean, VarShare::eval_weights);
+        self.q_from_logits(&self.online.forward_with(&o, &t, weights)?)
     }
 
     fn act(&mut self, obs: &[f32; OBS_DIM], task: usize) -> Result<usize> {
         match self.exploration.explore(&mut self.rng) {
             Some(action) => Ok(action),
-            None => self.greedy_action(obs, task),
+            None => match &self.varshare {
+                Some(v) => {
+                    // The last update's draw (see crate::varshare).
+                    self.check_task(task)?;
+                    let device = &self.ctx.device;
+                    let o = Tensor::from_slice(obs, (1, OBS_DIM), device)?;
+                    let t = Tensor::from_slice(&[task as u32], 1, device)?;
+                    let logits = v.acting_forward(&self.online, self.optimizer.steps(), &o, &t)?;
+                    Ok(crate::argmax(&self.q_from_logits(&logits)?))
+                }
+                None => self.greedy_action(obs, task),
+            },
+        }
+    }
+
+    fn parameter_counts(&self) -> ParameterCounts {
+        varshare::parameter_counts(&self.online)
+    }
+
+    fn varshare_diagnostics(&self) -> Result<Option<VarShareDiagnostics>> {
+        self.varshare
+            .as_ref()
+            .map(|v| v.diagnostics(&self.online, &self.ctx.task_names))
+            .transpose()
+    }
+
+    fn set_shared_only(&mut self, shared_only: bool) -> Result<()> {
+        match &mut self.varshare {
+            Some(v) => {
+                v.shared_only = shared_only;
+                Ok(())
+            }
+            None => Err(AgentError::Unsupported(
+                "brc has no task residuals to switch off (only [agent.varshare] runs do)".into(),
+            )),
         }
     }
 
@@ -570,6 +652,8 @@ impl Agent for Brc {
     fn update(&mut self, batch: &Batch) -> Result<UpdateStats> {
         let stats = if self.surgery.is_some() {
             self.surgery_update(batch)?
+        } else if self.varshare.is_some() {
+            self.varshare_update(batch)?
         } else if self.cpu.is_some() {
             self.update_on_cpu(batch)?
         } else {
@@ -648,6 +732,7 @@ impl Agent for Brc {
             rng: self.rng.clone(),
             episodes: self.episodes,
             surgery: self.surgery.as_ref().and_then(Surgery::state),
+            varshare_seed: self.varshare.as_ref().map(|v| v.seed),
         };
         let nets = [self.online.params(), self.target.params()];
         checkpoint::save_single(
@@ -677,6 +762,9 @@ impl Agent for Brc {
         self.episodes = s.episodes;
         if let Some(surgery) = &mut self.surgery {
             surgery.restore(s.surgery);
+        }
+        if let Some(v) = &mut self.varshare {
+            v.restore_seed(s.varshare_seed);
         }
         self.schedule_lr();
         Ok(())
@@ -773,6 +861,12 @@ mod cpu_path_tests {
             ..BrcConfig::default()
         };
         assert!(Brc::new(post_ln, ctx(0)).unwrap().cpu.is_none());
+        // VarShare runs on candle's graph, chosen without being asked.
+        let varshare = BrcConfig {
+            varshare: Some(crate::VarShareConfig::default()),
+            ..BrcConfig::default()
+        };
+        assert!(Brc::new(varshare, ctx(0)).unwrap().cpu.is_none());
     }
 
     #[test]

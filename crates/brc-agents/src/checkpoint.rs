@@ -229,6 +229,10 @@ pub(crate) struct Schedules {
     /// GradNorm's weights, their Adam state and reference losses (absent for other methods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) surgery: Option<crate::surgery::GradNorm>,
+    /// VarShare's noise-stream seed (absent without VarShare): a loaded agent redraws the
+    /// last update's ε from it, whatever seed it was built with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) varshare_seed: Option<u64>,
 }
 
 /// Saves a single-network agent: online and target weights, optimizer moments, schedules.

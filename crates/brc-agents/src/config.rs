@@ -134,6 +134,60 @@ impl GradientSettings {
     }
 }
 
+/// VarShare (`[agent.varshare]`, Shared DQN and BRC): every linear layer of the shared
+/// network gets a task residual, W_m = θ + φ_m, and the loss adds β·KL (see
+/// `brc_nn::task_residual`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VarShareConfig {
+    /// `variational` (Gaussian residuals, Flipout, KL) or `l2` (deterministic residuals with
+    /// the L2 penalty Σμ²/(2σ_prior²), the ablation).
+    pub mode: brc_nn::ResidualMode,
+    /// Standard deviation of the zero-mean prior N(0, σ_prior²).
+    pub sigma_prior: f64,
+    /// The posteriors' σ at the start (μ starts at 0: every task starts as the shared net).
+    pub sigma_init: f64,
+    /// Weight of the penalty: loss = TD loss + β · (KL summed over all adapter weights and
+    /// tasks) / (number of adapter weights and tasks), i.e. β times the mean KL per adapter
+    /// weight, so one β fits every network size.
+    pub beta: f64,
+    /// Keep the task embedding (false: the residuals alone tell the tasks apart).
+    pub keep_embedding: bool,
+    /// μ entries with |μ| below this count as pruned (parameter counts, sparsity logs).
+    pub prune_threshold: f64,
+}
+
+impl Default for VarShareConfig {
+    fn default() -> Self {
+        Self {
+            mode: brc_nn::ResidualMode::Variational,
+            sigma_prior: 0.05,
+            sigma_init: 1e-3,
+            // β·KL ≈ 4% of BRC's first TD losses (configs/varshare.toml measures it).
+            beta: 0.05,
+            keep_embedding: true,
+            prune_threshold: 1e-3,
+        }
+    }
+}
+
+impl VarShareConfig {
+    fn validate(&self, gradient: GradientMethod) -> Result<(), ConfigIssue> {
+        positive("varshare.sigma_prior", self.sigma_prior)?;
+        positive("varshare.sigma_init", self.sigma_init)?;
+        non_negative("varshare.beta", self.beta)?;
+        non_negative("varshare.prune_threshold", self.prune_threshold)?;
+        if gradient != GradientMethod::Mean {
+            return Err(issue(
+                "gradient",
+                format!("{:?}", gradient.name()),
+                "must be \"mean\" with [agent.varshare] (the combiners know no task residuals)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The agent and its hyperparameters, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -153,6 +207,15 @@ impl AgentConfig {
             AgentConfig::IndependentDqn(_) => crate::AgentKind::IndependentDqn,
             AgentConfig::SharedDqn(_) => crate::AgentKind::SharedDqn,
             AgentConfig::Brc(_) => crate::AgentKind::Brc,
+        }
+    }
+
+    /// The VarShare settings (`None`: no task residuals; always for Independent DQN).
+    pub fn varshare(&self) -> Option<&VarShareConfig> {
+        match self {
+            AgentConfig::IndependentDqn(_) => None,
+            AgentConfig::SharedDqn(c) => c.varshare.as_ref(),
+            AgentConfig::Brc(c) => c.varshare.as_ref(),
         }
     }
 
@@ -259,6 +322,9 @@ pub struct SharedDqnConfig {
     pub gradnorm_lr: f64,
     /// CAGrad: trust-region size c (0 gives the mean gradient).
     pub cagrad_c: f64,
+    /// VarShare's task residuals on the MLP (absent: a plain Shared DQN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub varshare: Option<VarShareConfig>,
 }
 
 impl Default for SharedDqnConfig {
@@ -271,6 +337,7 @@ impl Default for SharedDqnConfig {
             pcgrad_reduction: PcgradReduction::Sum,
             gradnorm_lr: 0.025,
             cagrad_c: 0.5,
+            varshare: None,
         }
     }
 }
@@ -279,6 +346,16 @@ impl SharedDqnConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
         positive("lr", self.lr)?;
         non_negative("grad_clip", self.grad_clip)?;
+        if let Some(v) = &self.varshare {
+            if self.task_blind {
+                return Err(issue(
+                    "task_blind",
+                    true,
+                    "must be false with [agent.varshare] (use varshare.keep_embedding = false)",
+                ));
+            }
+            v.validate(self.gradient)?;
+        }
         self.gradient_settings().validate()
     }
 
@@ -344,6 +421,9 @@ pub struct BrcConfig {
     pub gradnorm_lr: f64,
     /// CAGrad: trust-region size c (0 gives the mean gradient).
     pub cagrad_c: f64,
+    /// VarShare's task residuals on BroNet (absent: a plain BRC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub varshare: Option<VarShareConfig>,
 }
 
 impl Default for BrcConfig {
@@ -368,6 +448,7 @@ impl Default for BrcConfig {
             pcgrad_reduction: PcgradReduction::Sum,
             gradnorm_lr: 0.025,
             cagrad_c: 0.5,
+            varshare: None,
         }
     }
 }
@@ -393,6 +474,9 @@ impl BrcConfig {
         non_negative("grad_clip", self.grad_clip)?;
         unit_interval("target_tau", self.target_tau)?;
         positive("reward_scale", self.reward_scale)?;
+        if let Some(v) = &self.varshare {
+            v.validate(self.gradient)?;
+        }
         self.gradient_settings().validate()
     }
 
@@ -408,9 +492,14 @@ impl BrcConfig {
 
     /// The network this config describes, for `num_tasks` tasks.
     pub fn network(&self, num_tasks: usize) -> brc_nn::BroNetConfig {
+        let varshare = self.varshare.as_ref();
         brc_nn::BroNetConfig {
             num_tasks,
-            embedding_dim: self.embedding_dim,
+            embedding_dim: match varshare {
+                Some(v) if !v.keep_embedding => 0,
+                _ => self.embedding_dim,
+            },
+            task_residuals: varshare.map(|v| v.mode),
             hidden_dim: self.hidden_dim,
             num_blocks: self.num_blocks,
             num_atoms: if self.categorical { self.num_atoms } else { 1 },
@@ -497,6 +586,85 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(c.validate(&tasks()).unwrap_err().key, "gradnorm_lr");
+    }
+
+    #[test]
+    fn varshare_parses_with_defaults_and_every_bad_value_names_its_key() {
+        let c: AgentConfig =
+            serde_json::from_str(r#"{"kind": "brc", "varshare": {"beta": 0.1}}"#).unwrap();
+        let v = c.varshare().expect("varshare set");
+        assert_eq!(v.beta, 0.1);
+        assert_eq!(v.mode, brc_nn::ResidualMode::Variational);
+        assert_eq!(
+            (v.sigma_prior, v.sigma_init, v.prune_threshold),
+            (0.05, 1e-3, 1e-3)
+        );
+        assert!(v.keep_embedding);
+        let AgentConfig::Brc(b) = &c else {
+            panic!("brc")
+        };
+        assert_eq!(
+            b.network(3).task_residuals,
+            Some(brc_nn::ResidualMode::Variational)
+        );
+        assert_eq!(b.network(3).embedding_dim, 32);
+        c.validate(&tasks()).unwrap();
+        let blind: AgentConfig = serde_json::from_str(
+            r#"{"kind": "brc", "varshare": {"mode": "l2", "keep_embedding": false}}"#,
+        )
+        .unwrap();
+        let AgentConfig::Brc(b) = &blind else {
+            panic!("brc")
+        };
+        assert_eq!(b.network(3).embedding_dim, 0);
+        assert_eq!(b.network(3).task_residuals, Some(brc_nn::ResidualMode::L2));
+        assert!(AgentConfig::Brc(BrcConfig::default()).varshare().is_none());
+
+        let bad = |field: &str, kind: &str| {
+            let text = format!(r#"{{"kind": "{kind}", "varshare": {{{field}}}}}"#);
+            let c: AgentConfig = serde_json::from_str(&text).unwrap();
+            c.validate(&tasks()).unwrap_err().to_string()
+        };
+        for kind in ["brc", "shared_dqn"] {
+            assert_eq!(
+                bad(r#""beta": -0.1"#, kind),
+                "varshare.beta = -0.1: must be a finite number ≥ 0"
+            );
+            assert_eq!(
+                bad(r#""sigma_prior": 0.0"#, kind),
+                "varshare.sigma_prior = 0: must be a finite number > 0"
+            );
+            assert_eq!(
+                bad(r#""sigma_init": -1e-3"#, kind),
+                "varshare.sigma_init = -0.001: must be a finite number > 0"
+            );
+            assert_eq!(
+                bad(r#""prune_threshold": -1.0"#, kind),
+                "varshare.prune_threshold = -1: must be a finite number ≥ 0"
+            );
+            let text = format!(r#"{{"kind": "{kind}", "gradient": "pcgrad", "varshare": {{}}}}"#);
+            let c: AgentConfig = serde_json::from_str(&text).unwrap();
+            let e = c.validate(&tasks()).unwrap_err().to_string();
+            assert!(
+                e.starts_with("gradient = \"pcgrad\": must be \"mean\" with [agent.varshare]"),
+                "{e}"
+            );
+        }
+        let e = serde_json::from_str::<AgentConfig>(
+            r#"{"kind": "brc", "varshare": {"mode": "bayes"}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("bayes") && e.contains("variational") && e.contains("l2"),
+            "{e}"
+        );
+        let e = serde_json::from_str::<AgentConfig>(
+            r#"{"kind": "shared_dqn", "varshare": {"betta": 0.1}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("betta"), "{e}");
     }
 
     #[test]

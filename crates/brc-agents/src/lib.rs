@@ -17,6 +17,7 @@ mod optim;
 mod shared_dqn;
 mod surgery;
 mod td;
+mod varshare;
 
 use std::path::Path;
 
@@ -27,11 +28,12 @@ pub use brc::{project_distribution, Brc, Support};
 pub use checkpoint::export_weights;
 pub use config::{
     AgentConfig, BrcConfig, ConfigIssue, Exploration, GradientMethod, GradientSettings,
-    IndependentDqnConfig, PcgradReduction, SharedDqnConfig, TaskOverrides,
+    IndependentDqnConfig, PcgradReduction, SharedDqnConfig, TaskOverrides, VarShareConfig,
 };
 pub use independent_dqn::IndependentDqn;
 pub use shared_dqn::SharedDqn;
 pub use surgery::SurgeryDiagnostics;
+pub use varshare::{LayerDiagnostics, ParameterCounts, VarShareDiagnostics};
 
 /// Observation size (LunarLander's 8 numbers).
 pub const OBS_DIM: usize = brc_nn::OBS_DIM;
@@ -137,6 +139,9 @@ pub enum AgentError {
     /// A batch that the agent cannot use (empty, mixed tasks for a per-task learner, ...).
     #[error("bad batch: {0}")]
     Batch(String),
+    /// An operation this agent does not have (e.g. switching off residuals it lacks).
+    #[error("{0}")]
+    Unsupported(String),
     /// A task id outside the run's tasks.
     #[error("task {task} out of range: the run has {num_tasks} tasks")]
     Task {
@@ -162,6 +167,27 @@ pub trait Agent {
     fn kind(&self) -> AgentKind;
     /// Number of trainable scalars (online networks only).
     fn num_params(&self) -> usize;
+    /// Shared, per-task adapter (VarShare) and total trainable parameters.
+    fn parameter_counts(&self) -> ParameterCounts {
+        ParameterCounts {
+            shared: self.num_params(),
+            adapter_per_task: 0,
+            total: self.num_params(),
+        }
+    }
+    /// VarShare's residuals now: KL, σ and surviving μ per task and layer; `None` without
+    /// VarShare.
+    fn varshare_diagnostics(&self) -> Result<Option<VarShareDiagnostics>> {
+        Ok(None)
+    }
+    /// Greedy actions and Q-values from θ alone (`true`: every task residual off) or from
+    /// the posterior means (`false`, the default). An error for agents without VarShare.
+    fn set_shared_only(&mut self, _shared_only: bool) -> Result<()> {
+        Err(AgentError::Unsupported(format!(
+            "{} has no task residuals to switch off (only [agent.varshare] runs do)",
+            self.kind()
+        )))
+    }
     /// Q-values (expected returns for C51) of the four actions in `obs` on `task`.
     fn q_values(&self, obs: &[f32; OBS_DIM], task: usize) -> Result<[f32; NUM_ACTIONS]>;
     /// The greedy action: argmax of [`Agent::q_values`], ties to the lowest index.

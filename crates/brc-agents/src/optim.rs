@@ -14,6 +14,7 @@ const BETA2: f64 = 0.999;
 const EPS: f64 = 1e-8;
 
 /// The per-step constants of the fused host update.
+#[derive(Clone, Copy)]
 struct HostCoefficients {
     decay: f32,
     step_size: f32,
@@ -61,6 +62,8 @@ pub(crate) struct AdamW {
     step: u64,
     lr: f64,
     weight_decay: f64,
+    /// Which parameters the weight decay applies to (all unless [`AdamW::set_decay_mask`]).
+    decays: Vec<bool>,
 }
 
 impl AdamW {
@@ -83,11 +86,24 @@ impl AdamW {
                 .iter()
                 .map(zeros)
                 .collect::<candle_core::Result<_>>()?,
+            decays: vec![true; params.len()],
             params,
             step: 0,
             lr,
             weight_decay,
         })
+    }
+
+    /// Applies the weight decay only to the parameters whose entry is `true` (VarShare's
+    /// residuals have their own penalty instead).
+    pub(crate) fn set_decay_mask(&mut self, decays: Vec<bool>) {
+        debug_assert_eq!(decays.len(), self.params.len());
+        self.decays = decays;
+    }
+
+    /// Updates taken so far.
+    pub(crate) fn steps(&self) -> u64 {
+        self.step
     }
 
     /// Changes the learning rate of the next steps (a schedule; the moments are kept).
@@ -149,7 +165,7 @@ impl AdamW {
             let v_hat = (&self.v[i] / bias2)?;
             let delta = (m_hat / (v_hat.sqrt()? + EPS)?)?;
             let mut next = p.as_tensor().clone();
-            if self.weight_decay > 0.0 {
+            if self.weight_decay > 0.0 && self.decays[i] {
                 next = (&next * (1.0 - self.lr * self.weight_decay))?;
             }
             p.set(&(next - (delta * self.lr)?)?)?;
@@ -208,6 +224,12 @@ impl AdamW {
     /// PyTorch's AdamW for parameter `i` in one pass over its values, in place: decay,
     /// moments, bias-corrected step.
     fn host_update(&mut self, i: usize, g: &[f32], c: &HostCoefficients) -> Result<()> {
+        let c = if self.decays[i] {
+            *c
+        } else {
+            HostCoefficients { decay: 1.0, ..*c }
+        };
+        let c = &c;
         let host = self.host.as_mut().expect("host moments on the CPU");
         let (m, v) = &mut host[i];
         brc_nn::params::update_host(&self.params[i], |w| adam_host(w, g, m, v, c))?;
@@ -281,5 +303,33 @@ mod tests {
             assert!((x - y).abs() < 1e-5, "{x} vs {y}");
         }
         assert_ne!(wa[0], -1.5, "the parameters moved");
+    }
+
+    /// A parameter outside the decay mask moves by the Adam step alone, on both paths.
+    #[test]
+    fn the_decay_mask_exempts_parameters_on_both_paths() {
+        let dev = Device::Cpu;
+        for host in [true, false] {
+            let a = Var::from_vec(vec![2.0f32; 3], 3, &dev).unwrap();
+            let b = Var::from_vec(vec![2.0f32; 3], 3, &dev).unwrap();
+            let mut opt = AdamW::new(vec![a.clone(), b.clone()], 0.1, 0.5).unwrap();
+            if !host {
+                opt.host = None;
+            }
+            opt.set_decay_mask(vec![true, false]);
+            // Vanishing gradients (Adam's step ≈ 1e-22): only the decay moves a parameter.
+            let loss = ((a.as_tensor().sum_all().unwrap() + b.as_tensor().sum_all().unwrap())
+                .unwrap()
+                * 1e-30)
+                .unwrap();
+            opt.step(&loss.backward().unwrap(), 0.0).unwrap();
+            let va: Vec<f32> = a.as_tensor().to_vec1().unwrap();
+            let vb: Vec<f32> = b.as_tensor().to_vec1().unwrap();
+            assert!((va[0] - 2.0 * 0.95).abs() < 1e-6, "host {host}: {va:?}");
+            assert!(
+                vb.iter().all(|v| (v - 2.0).abs() < 1e-12),
+                "host {host}: {vb:?}"
+            );
+        }
     }
 }

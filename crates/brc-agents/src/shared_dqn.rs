@@ -13,7 +13,10 @@ use crate::checkpoint::{self, Schedules};
 use crate::exploration::EpsilonGreedy;
 use crate::optim::AdamW;
 use crate::surgery::{split_by_task, Surgery, SurgeryDiagnostics};
-use crate::td::{dqn_loss, flat_gradient, param_gradients, single_q, BatchTensors};
+use crate::td::{
+    dqn_loss, dqn_loss_from_q, flat_gradient, param_gradients, single_q, BatchTensors,
+};
+use crate::varshare::{self, ParameterCounts, VarShare, VarShareDiagnostics};
 use crate::{
     Agent, AgentContext, AgentError, AgentKind, ReplaySource, Result, SharedDqnConfig, UpdateStats,
     OBS_DIM,
@@ -34,12 +37,15 @@ pub struct SharedDqn {
     surgery: Option<Surgery>,
     /// An update's batch split by task (surgery only), kept to reuse its buffers.
     task_batches: Vec<Batch>,
+    /// VarShare's task residuals (`[agent.varshare]`).
+    varshare: Option<VarShare>,
 }
 
 impl SharedDqn {
     /// A freshly initialised agent.
     pub fn new(config: SharedDqnConfig, ctx: AgentContext) -> Result<Self> {
-        if ctx.num_tasks() != brc_nn::NUM_TASKS && !config.task_blind {
+        if ctx.num_tasks() != brc_nn::NUM_TASKS && (!config.task_blind || config.varshare.is_some())
+        {
             return Err(AgentError::Batch(format!(
                 "shared_dqn's embedding has {} task rows, the run has {} tasks",
                 brc_nn::NUM_TASKS,
@@ -47,16 +53,24 @@ impl SharedDqn {
             )));
         }
         let mut init_rng = Pcg32::seed_from_u64(ctx.seed);
-        let online = if config.task_blind {
-            SharedQMlp::new_blind(&mut init_rng, &ctx.device)?
-        } else {
-            SharedQMlp::new(&mut init_rng, &ctx.device)?
+        let online = match &config.varshare {
+            Some(v) => {
+                SharedQMlp::new_varshare(&mut init_rng, &ctx.device, v.mode, v.keep_embedding)?
+            }
+            None if config.task_blind => SharedQMlp::new_blind(&mut init_rng, &ctx.device)?,
+            None => SharedQMlp::new(&mut init_rng, &ctx.device)?,
+        };
+        let varshare = match &config.varshare {
+            Some(v) => Some(VarShare::new(v.clone(), ctx.seed, &online)?),
+            None => None,
         };
         let target = online.deep_clone()?;
-        let optimizer = AdamW::new(online.params().vars(), config.lr, 0.0)?;
+        let mut optimizer = AdamW::new(online.params().vars(), config.lr, 0.0)?;
+        optimizer.set_decay_mask(varshare::decays(online.params()));
         let surgery = Surgery::new(config.gradient_settings(), online.params(), ctx.num_tasks());
         Ok(Self {
             surgery,
+            varshare,
             task_batches: Vec::new(),
             exploration: EpsilonGreedy::new(ctx.exploration),
             rng: Pcg32::seed_from_u64(ctx.seed ^ 0x5eed_e791),
@@ -118,8 +132,40 @@ impl SharedDqn {
         })
     }
 
+    /// One VarShare update: the TD loss on the update's sampled weights plus the penalty.
+    fn varshare_update(&mut self, batch: &Batch) -> Result<UpdateStats> {
+        let vs = self.varshare.as_ref().expect("called with VarShare");
+        let b = BatchTensors::new(batch, &self.ctx.device)?;
+        let draw = vs.draw(&self.online, self.optimizer.steps(), batch.len())?;
+        let q = self.online.forward_with(&b.obs, &b.tasks, draw.weights())?;
+        let (td, q_taken) = dqn_loss_from_q(&q, &self.target, &b, self.ctx.gamma)?;
+        let loss = (&td + vs.penalty(&self.online)?)?;
+        let grads = loss.backward()?;
+        let grad_norm = self.optimizer.step(&grads, self.config.grad_clip)?;
+        Ok(UpdateStats {
+            loss: td.to_scalar()?,
+            grad_norm,
+            mean_q: q_taken.mean_all()?.to_scalar()?,
+        })
+    }
+
     fn check_task(&self, task: usize) -> Result<()> {
         checkpoint::check_task(task, self.ctx.num_tasks())
+    }
+
+    /// The four Q-values `forward` gives one observation of `task`.
+    fn q_with(
+        &self,
+        obs: &[f32; OBS_DIM],
+        task: usize,
+        forward: impl FnOnce(&candle_core::Tensor, &candle_core::Tensor) -> Result<candle_core::Tensor>,
+    ) -> Result<[f32; 4]> {
+        let device = &self.ctx.device;
+        let o = candle_core::Tensor::from_slice(obs, (1, OBS_DIM), device)?;
+        let t = candle_core::Tensor::from_slice(&[task as u32], 1, device)?;
+        let q: Vec<f32> = forward(&o, &t)?.flatten_all()?.to_vec1()?;
+        q.try_into()
+            .map_err(|_| AgentError::Batch("network did not return 4 Q-values".into()))
     }
 
     fn config_json(&self) -> serde_json::Value {
@@ -136,15 +182,54 @@ impl Agent for SharedDqn {
         self.online.num_params()
     }
 
+    fn parameter_counts(&self) -> ParameterCounts {
+        varshare::parameter_counts(&self.online)
+    }
+
+    fn varshare_diagnostics(&self) -> Result<Option<VarShareDiagnostics>> {
+        self.varshare
+            .as_ref()
+            .map(|v| v.diagnostics(&self.online, &self.ctx.task_names))
+            .transpose()
+    }
+
+    fn set_shared_only(&mut self, shared_only: bool) -> Result<()> {
+        match &mut self.varshare {
+            Some(v) => {
+                v.shared_only = shared_only;
+                Ok(())
+            }
+            None => Err(AgentError::Unsupported(
+                "shared_dqn has no task residuals to switch off (only [agent.varshare] runs do)"
+                    .into(),
+            )),
+        }
+    }
+
     fn q_values(&self, obs: &[f32; OBS_DIM], task: usize) -> Result<[f32; 4]> {
         self.check_task(task)?;
-        single_q(&self.online, obs, task)
+        match &self.varshare {
+            Some(v) => self.q_with(obs, task, |o, t| {
+                Ok(self.online.forward_with(o, t, v.eval_weights())?)
+            }),
+            None => single_q(&self.online, obs, task),
+        }
     }
 
     fn act(&mut self, obs: &[f32; OBS_DIM], task: usize) -> Result<usize> {
         match self.exploration.explore(&mut self.rng) {
             Some(action) => Ok(action),
-            None => self.greedy_action(obs, task),
+            None => match &self.varshare {
+                Some(v) => {
+                    self.check_task(task)?;
+                    let steps = self.optimizer.steps();
+                    let q = self.q_with(obs, task, |o, t| {
+                        v.acting_forward(&self.online, steps, o, t)
+                    })?;
+                    Ok(crate::argmax(&q))
+                }
+                None => self.greedy_action(obs, task),
+            },
         }
     }
 
@@ -163,6 +248,9 @@ impl Agent for SharedDqn {
     fn update(&mut self, batch: &Batch) -> Result<UpdateStats> {
         if self.surgery.is_some() {
             return self.surgery_update(batch);
+        }
+        if self.varshare.is_some() {
+            return self.varshare_update(batch);
         }
         let b = BatchTensors::new(batch, &self.ctx.device)?;
         let (loss, q_taken) = dqn_loss(&self.online, &self.target, &b, self.ctx.gamma)?;
@@ -209,6 +297,7 @@ impl Agent for SharedDqn {
             rng: self.rng.clone(),
             episodes: self.episodes,
             surgery: self.surgery.as_ref().and_then(Surgery::state),
+            varshare_seed: self.varshare.as_ref().map(|v| v.seed),
         };
         let nets = [self.online.params(), self.target.params()];
         checkpoint::save_single(
@@ -238,6 +327,9 @@ impl Agent for SharedDqn {
         self.episodes = s.episodes;
         if let Some(surgery) = &mut self.surgery {
             surgery.restore(s.surgery);
+        }
+        if let Some(v) = &mut self.varshare {
+            v.restore_seed(s.varshare_seed);
         }
         Ok(())
     }

@@ -42,7 +42,17 @@ pub(crate) fn dqn_loss<N: QNetwork>(
     b: &BatchTensors,
     gamma: f64,
 ) -> Result<(Tensor, Tensor)> {
-    let q = online.forward(&b.obs, &b.tasks)?;
+    dqn_loss_from_q(&online.forward(&b.obs, &b.tasks)?, target, b, gamma)
+}
+
+/// [`dqn_loss`] with the online Q-values `q` `[B, 4]` already computed (VarShare samples
+/// them with its noise draw).
+pub(crate) fn dqn_loss_from_q<N: QNetwork>(
+    q: &Tensor,
+    target: &N,
+    b: &BatchTensors,
+    gamma: f64,
+) -> Result<(Tensor, Tensor)> {
     let q_taken = q.gather(&b.actions, 1)?.squeeze(1)?;
     let next_max = target
         .forward(&b.next_obs, &b.tasks)?
@@ -67,9 +77,17 @@ pub(crate) fn single_q<N: QNetwork>(
         .map_err(|_| AgentError::Batch("network did not return 4 Q-values".into()))
 }
 
-/// All gradients of `loss` with respect to `params`, flattened in parameter order.
+/// All gradients of `loss` with respect to `params`, flattened in parameter order, leaving
+/// out VarShare's task residuals (μ, ρ: task-specific, so they would only dilute the
+/// gradient-conflict cosines between tasks).
 pub(crate) fn flat_gradient(loss: &Tensor, params: &brc_nn::ParamStore) -> Result<Vec<f32>> {
-    Ok(param_gradients(loss, params)?.concat())
+    let keep = crate::varshare::decays(params);
+    Ok(param_gradients(loss, params)?
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(g, keep)| keep.then_some(g))
+        .collect::<Vec<_>>()
+        .concat())
 }
 
 /// The gradient of `loss` with respect to each of `params`, in order (zeros where none).

@@ -216,6 +216,7 @@ mod tests {
             }],
             conflicts: vec![],
             diagnostics: Default::default(),
+            varshare: vec![],
             wall_seconds: None,
             finished: true,
         }

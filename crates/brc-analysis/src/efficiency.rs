@@ -90,6 +90,7 @@ mod tests {
             evaluations: vec![],
             conflicts: vec![],
             diagnostics: Default::default(),
+            varshare: vec![],
             wall_seconds: None,
             finished: true,
         };

@@ -566,6 +566,9 @@ pub fn analyze(
             o.figure(&format!("{log}_diagnostics"), caption, figure)?;
         }
     }
+    if !run0.varshare.is_empty() {
+        varshare_figures(&mut o, method, &tasks, opts)?;
+    }
 
     // Final return per task and on average ("conflict robustness").
     let mut categories = tasks.clone();
@@ -622,6 +625,120 @@ pub fn analyze(
     )?;
     write_efficiency(&mut o, &[method_crossings(method)])?;
     Ok(o.finish()?.0)
+}
+
+/// VarShare runs (`varshare.jsonl`): KL and mean σ per task over training, and how much of
+/// each task's residual survives pruning — per task over training, per layer at the end.
+fn varshare_figures(
+    o: &mut Output,
+    method: &Method,
+    tasks: &[String],
+    opts: &ReportOptions,
+) -> Result<(), ReportError> {
+    let axis = opts.x_axis;
+    type Get = fn(&crate::runs::VarShareSample, &str) -> Option<f64>;
+    let over_training = |get: Get| -> Vec<Series> {
+        tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let band = seed_band(method, opts.curve_points, |r| {
+                    r.varshare
+                        .iter()
+                        .filter_map(|v| Some((axis.after(r, v.after_episode)?, get(v, t)?)))
+                        .collect()
+                });
+                band_series(t, i, &band)
+            })
+            .collect()
+    };
+    let mut panels = vec![
+        line(
+            "KL to the prior per task (mean per residual weight)",
+            axis,
+            "KL per weight",
+            over_training(|v, t| Some(v.kl.get(t)? / v.weights.max(1.0))),
+            Vec::new(),
+        ),
+        line(
+            "share of μ surviving pruning, all layers",
+            axis,
+            "share of entries",
+            over_training(|v, t| v.kept_fraction_all.get(t).copied()),
+            Vec::new(),
+        ),
+    ];
+    if method.runs[0]
+        .varshare
+        .iter()
+        .any(|v| !v.mean_sigma.is_empty())
+    {
+        // In units of 1e-3 (σ starts there), so the ticks keep their digits.
+        panels.push(line(
+            "mean posterior σ per task",
+            axis,
+            "σ (× 1e-3)",
+            over_training(|v, t| Some(v.mean_sigma.get(t)? * 1e3)),
+            Vec::new(),
+        ));
+    }
+    o.figure(
+        "varshare",
+        "VarShare: KL, surviving residual entries and σ per task",
+        Figure {
+            title: format!("{}: task residuals over training", method.name),
+            panels,
+            columns: 2,
+        },
+    )?;
+
+    // Sparsity per layer and task at the end: the last sample's share, mean over seeds.
+    let layers: Vec<String> = method.runs[0]
+        .varshare
+        .last()
+        .map(|v| v.kept_fraction.iter().map(|(l, _)| l.clone()).collect())
+        .unwrap_or_default();
+    let values = layers
+        .iter()
+        .map(|layer| {
+            tasks
+                .iter()
+                .map(|t| {
+                    let per_seed: Vec<f64> = method
+                        .runs
+                        .iter()
+                        .filter_map(|r| {
+                            let last = r.varshare.last()?;
+                            let (_, kept) = last.kept_fraction.iter().find(|(l, _)| l == layer)?;
+                            kept.get(t).copied()
+                        })
+                        .collect();
+                    per_seed.iter().sum::<f64>() / per_seed.len().max(1) as f64
+                })
+                .collect()
+        })
+        .collect();
+    let last_episode = method.runs[0]
+        .varshare
+        .last()
+        .map_or(0, |v| v.after_episode);
+    o.figure(
+        "varshare_sparsity",
+        "VarShare: share of each layer's μ entries surviving pruning, per task, at the end",
+        Figure {
+            title: format!(
+                "{}: surviving residual entries after episode {last_episode}",
+                method.name
+            ),
+            panels: vec![Panel::Heatmap(Heatmap {
+                title: "share of μ entries with |μ| ≥ prune threshold".into(),
+                row_labels: layers,
+                col_labels: tasks.to_vec(),
+                values,
+            })],
+            columns: 1,
+        },
+    )
 }
 
 fn write_results(o: &mut Output, rows: &[MethodResult]) -> Result<(), ReportError> {
@@ -1168,6 +1285,35 @@ mod tests {
                     .collect(),
             )]
             .into(),
+            varshare: (1..=30)
+                .map(|k| {
+                    let per_task = |f: &dyn Fn(usize) -> f64| -> BTreeMap<String, f64> {
+                        TASKS
+                            .iter()
+                            .enumerate()
+                            .map(|(i, t)| (t.to_string(), f(i)))
+                            .collect()
+                    };
+                    let share = move |i: usize| (k as f64 / 30.0) * (0.3 + 0.2 * i as f64);
+                    crate::runs::VarShareSample {
+                        after_episode: 10 * k,
+                        kl: per_task(&|i| 1e5 * (3.0 + i as f64) - 500.0 * k as f64),
+                        weights: 1e5,
+                        mean_sigma: per_task(&|i| 1e-3 * (1.0 + 0.01 * (k * (i + 1)) as f64)),
+                        kept_fraction: ["input", "blocks.0.fc1", "blocks.0.fc2", "output"]
+                            .iter()
+                            .enumerate()
+                            .map(|(l, name)| {
+                                (
+                                    name.to_string(),
+                                    per_task(&|i| share(i) * (1.0 - 0.2 * l as f64)),
+                                )
+                            })
+                            .collect(),
+                        kept_fraction_all: per_task(&share),
+                    }
+                })
+                .collect(),
             episodes,
             wall_seconds: Some(300.0),
             finished: true,
@@ -1219,6 +1365,8 @@ mod tests {
             "surgery_diagnostics",
             "final_returns",
             "sample_efficiency",
+            "varshare",
+            "varshare_sparsity",
         ] {
             let png = tmp.path().join(format!("{name}.png"));
             assert!(files.contains(&png), "{name}");

@@ -393,6 +393,7 @@ mod tests {
             }],
             conflicts: vec![],
             diagnostics: Default::default(),
+            varshare: vec![],
             wall_seconds: Some(120.0 * (seed + 1) as f64),
             finished: is_final,
         }

@@ -95,6 +95,24 @@ pub struct DiagnosticPoint {
 /// The diagnostics logs a run may write, by name (`<name>.jsonl` in the run directory).
 pub const DIAGNOSTIC_LOGS: [&str; 1] = ["surgery"];
 
+/// VarShare's residuals at one point of training (`varshare.jsonl`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VarShareSample {
+    /// Training episodes done when measured.
+    pub after_episode: usize,
+    /// KL summed over layers, per task.
+    pub kl: BTreeMap<String, f64>,
+    /// Residual weights of one task over all layers (what `kl` sums over).
+    pub weights: f64,
+    /// Mean σ per task (empty for `l2` residuals).
+    pub mean_sigma: BTreeMap<String, f64>,
+    /// Per layer in forward order: its name and the share of μ entries surviving pruning,
+    /// per task.
+    pub kept_fraction: Vec<(String, BTreeMap<String, f64>)>,
+    /// Share of μ entries surviving pruning over all layers, per task.
+    pub kept_fraction_all: BTreeMap<String, f64>,
+}
+
 /// A run in one shape, whoever wrote it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
@@ -120,6 +138,8 @@ pub struct Run {
     /// Method-specific diagnostics by log name ([`DIAGNOSTIC_LOGS`]), each in order; a log the
     /// run does not write is absent.
     pub diagnostics: BTreeMap<String, Vec<DiagnosticPoint>>,
+    /// VarShare diagnostics (`varshare.jsonl`; empty for other runs).
+    pub varshare: Vec<VarShareSample>,
     /// Training wall-clock seconds (`summary.json`; for a run in progress, its last episode's).
     pub wall_seconds: Option<f64>,
     /// Whether the run finished (wrote its summary).
@@ -221,6 +241,38 @@ fn tasks_means(v: &Value) -> BTreeMap<String, f64> {
         .unwrap_or_default()
 }
 
+/// One line of `varshare.jsonl`.
+fn varshare_sample(v: &Value) -> VarShareSample {
+    let layers = v["layers"].as_array().cloned().unwrap_or_default();
+    let mut kept = BTreeMap::<String, f64>::new();
+    let mut weights = 0.0;
+    let kept_fraction = layers
+        .iter()
+        .map(|l| {
+            let w = l["weights"].as_f64().unwrap_or(0.0);
+            weights += w;
+            for (task, k) in tasks_means(&l["kept"]) {
+                *kept.entry(task).or_default() += k;
+            }
+            (
+                l["layer"].as_str().unwrap_or("?").to_string(),
+                tasks_means(&l["kept_fraction"]),
+            )
+        })
+        .collect();
+    VarShareSample {
+        after_episode: v["after_episode"].as_u64().unwrap_or(0) as usize,
+        kl: tasks_means(&v["kl"]),
+        weights,
+        mean_sigma: tasks_means(&v["mean_sigma"]),
+        kept_fraction,
+        kept_fraction_all: kept
+            .into_iter()
+            .map(|(t, k)| (t, if weights > 0.0 { k / weights } else { 0.0 }))
+            .collect(),
+    }
+}
+
 /// Reads one of our run directories (`episodes.jsonl` required; `evals.jsonl` and
 /// `summary.json` used when present).
 pub fn load_run(dir: &Path) -> Result<Run, RunError> {
@@ -258,6 +310,15 @@ pub fn load_run(dir: &Path) -> Result<Run, RunError> {
                 is_final: v["is_final"].as_bool().unwrap_or(false),
                 success_rate: success_rates(&v["returns"]),
             })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let varshare_path = dir.join("varshare.jsonl");
+    let varshare = if varshare_path.is_file() {
+        json_lines(&varshare_path)?
+            .iter()
+            .map(varshare_sample)
             .collect()
     } else {
         Vec::new()
@@ -337,6 +398,7 @@ pub fn load_run(dir: &Path) -> Result<Run, RunError> {
         evaluations,
         conflicts,
         diagnostics,
+        varshare,
         // A run in progress: the clock of its last logged episode.
         wall_seconds,
         finished: summary.is_some(),
@@ -489,6 +551,7 @@ pub fn load_predecessor(path: &Path) -> Result<Run, RunError> {
             evaluations,
             conflicts: Vec::new(),
             diagnostics: BTreeMap::new(),
+            varshare: Vec::new(),
             wall_seconds: None,
             finished: true,
         });
@@ -537,6 +600,7 @@ pub fn load_predecessor(path: &Path) -> Result<Run, RunError> {
             evaluations,
             conflicts: Vec::new(),
             diagnostics: BTreeMap::new(),
+            varshare: Vec::new(),
             wall_seconds: None,
             finished: true,
         });
@@ -588,6 +652,7 @@ pub fn load_predecessor_dir(dir: &Path) -> Result<Vec<Run>, RunError> {
             evaluations: Vec::new(),
             conflicts: Vec::new(),
             diagnostics: BTreeMap::new(),
+            varshare: Vec::new(),
             wall_seconds: None,
             finished: true,
         };

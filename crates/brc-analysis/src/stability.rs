@@ -174,6 +174,7 @@ mod tests {
                 .collect(),
             conflicts: Vec::new(),
             diagnostics: Default::default(),
+            varshare: Vec::new(),
             wall_seconds: None,
             finished: true,
         }

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
-use brc_train::bench::{run_bench, BenchSize, Measure};
+use anyhow::{bail, Result};
+use brc_train::bench::{case_names, run_bench_cases, BenchSize, Measure};
 use clap::Args;
 
 #[derive(Args)]
@@ -18,6 +18,9 @@ pub struct BenchArgs {
     /// pool of this size).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
+    /// Measure only these agent cases (comma-separated, e.g. brc,brc_varshare); default all.
+    #[arg(long, value_delimiter = ',')]
+    cases: Vec<String>,
 }
 
 fn fmt(m: &Measure) -> String {
@@ -30,10 +33,18 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     } else {
         BenchSize::full()
     };
+    let known = case_names();
+    if let Some(bad) = args.cases.iter().find(|c| !known.contains(&c.as_str())) {
+        bail!(
+            "--cases: unknown case {bad:?} (cases: {})",
+            known.join(", ")
+        );
+    }
+    let only = (!args.cases.is_empty()).then_some(args.cases.as_slice());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(usize::from(args.threads))
         .build()?;
-    let report = pool.install(|| run_bench(&size))?;
+    let report = pool.install(|| run_bench_cases(&size, only))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -78,6 +89,19 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             fmt(&a.act_us),
             e2e
         );
+    }
+    // VarShare's cost: its update against the plain agent's on the same batches.
+    for (kind, a) in &report.agents {
+        if let Some(base) = kind
+            .strip_suffix("_varshare")
+            .and_then(|b| report.agents.get(b).map(|p| (b, p)))
+        {
+            println!(
+                "{kind} update / {} update: {:.2}×",
+                base.0,
+                a.update_us.median / base.1.update_us.median
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

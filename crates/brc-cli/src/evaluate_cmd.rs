@@ -32,6 +32,10 @@ pub struct EvaluateArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
+    /// VarShare runs: evaluate the shared weights θ alone, every task residual off (the
+    /// network all tasks start from); the report file's name says `shared-only`.
+    #[arg(long)]
+    shared_only: bool,
     #[command(flatten)]
     watch: WatchArgs,
 }
@@ -48,7 +52,10 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
     if args.episodes == 0 {
         bail!("--episodes must be at least 1");
     }
-    let (config, agent, file) = load_run_agent(&args.run, &args.checkpoint)?;
+    let (config, mut agent, file) = load_run_agent(&args.run, &args.checkpoint)?;
+    if args.shared_only {
+        agent.set_shared_only(true).context("--shared-only")?;
+    }
     let seed = args.seed.unwrap_or(config.evaluation.seed);
     let selected: Vec<usize> = match args.task.as_str() {
         "all" => (0..config.tasks.len()).collect(),
@@ -95,6 +102,7 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         run: String,
         checkpoint: String,
         first_seed: u64,
+        shared_only: bool,
         average: f64,
         tasks: &'a [Row<'a>],
         episodes: &'a [TaskEvaluation],
@@ -103,6 +111,7 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         run: args.run.display().to_string(),
         checkpoint: file.display().to_string(),
         first_seed: seed,
+        shared_only: args.shared_only,
         average,
         tasks: &rows,
         episodes: &evaluations,
@@ -114,8 +123,9 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         Some(stem) if file.file_name() != Some(AGENT_FILE.as_ref()) => format!("{stem}-"),
         _ => String::new(),
     };
+    let shared = if args.shared_only { "shared-only-" } else { "" };
     let out = file.with_file_name(format!(
-        "evaluation-{which}{}-seed{seed}-n{}.json",
+        "evaluation-{which}{shared}{}-seed{seed}-n{}.json",
         args.task, args.episodes
     ));
     write_atomic(&out, text.as_bytes())

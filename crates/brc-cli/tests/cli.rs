@@ -540,6 +540,32 @@ fn bench_json_has_the_documented_keys() {
         );
     }
     assert_eq!(doc["agents"]["brc"]["parameters"], 459_820);
+    assert!(
+        doc["agents"]["brc_varshare"]["update_us"]["median"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+
+    // A selection of cases, with VarShare's update against the plain one on the same batches.
+    let o = brc(&["bench", "--quick", "--cases", "brc,brc_varshare"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("brc_varshare update / brc update: "),
+        "{text}"
+    );
+    assert!(
+        !text.contains("shared_dqn "),
+        "only the selected cases: {text}"
+    );
+    let o = brc(&["bench", "--quick", "--cases", "brc,ppo"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("unknown case \"ppo\""),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -591,4 +617,116 @@ fn published_weights_reproduce_their_final_evaluation() {
         assert_eq!(all, 9);
         assert!(same >= 7, "{method}: {same} of {all} episodes reproduced");
     }
+}
+
+/// `brc info` splits VarShare's parameters (config and trained run, the latter with the
+/// counts after pruning per task and layer); `brc evaluate --shared-only` evaluates θ alone
+/// and is a clear error on a run without residuals.
+#[test]
+fn varshare_info_and_shared_only_evaluation() {
+    let o = brc(&["info", "--config", "configs/varshare_mlp.toml", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let per_task = 2 * (16 * 256 + 256 * 128 + 128 * 4);
+    assert_eq!(doc["parameter_counts"]["shared"], 37_788);
+    assert_eq!(doc["parameter_counts"]["adapter_per_task"], per_task);
+    assert_eq!(doc["parameters"], 37_788 + 3 * per_task);
+    assert!(
+        doc["after_pruning"].is_null(),
+        "untrained: nothing to prune"
+    );
+    let o = brc(&["info", "--config", "configs/varshare.toml"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("varshare   variational"), "{text}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let o = brc(&[
+        "train",
+        "--config",
+        "configs/smoke.toml",
+        "--set",
+        "agent.varshare.beta=0.05",
+        "--set",
+        "run.name=\"vs\"",
+        "--out",
+        out,
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = tmp.path().join("vs");
+    let run = run.to_str().unwrap();
+    let o = brc(&["info", "--run", run, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pruned = &doc["after_pruning"];
+    let tasks = pruned["tasks"].as_object().unwrap();
+    assert_eq!(tasks.len(), 3);
+    let before = pruned["adapter_before"].as_u64().unwrap();
+    let mut sum = 0;
+    for (task, t) in tasks {
+        let kept = t["adapter"].as_u64().unwrap();
+        assert!(kept > 0 && kept <= before, "{task}: {kept} of {before}");
+        let layers: u64 = t["layers"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(layers, kept, "{task}: the layers add up");
+        sum += kept;
+    }
+    assert_eq!(
+        pruned["total"].as_u64().unwrap(),
+        pruned["shared"].as_u64().unwrap() + sum
+    );
+    let o = brc(&["info", "--run", run]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("after pruning") && text.contains("blocks.0.fc1"),
+        "{text}"
+    );
+
+    let o = brc(&[
+        "evaluate",
+        "--run",
+        run,
+        "--episodes",
+        "1",
+        "--shared-only",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["shared_only"], true);
+    assert!(tmp
+        .path()
+        .join("vs/checkpoints/best/evaluation-shared-only-all-seed1000000-n1.json")
+        .is_file());
+
+    let o = brc(&[
+        "train",
+        "--config",
+        "configs/smoke.toml",
+        "--set",
+        "training.episodes_per_task=1",
+        "--out",
+        out,
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plain = tmp.path().join("smoke");
+    let o = brc(&[
+        "evaluate",
+        "--run",
+        plain.to_str().unwrap(),
+        "--shared-only",
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("--shared-only") && e.contains("no task residuals"),
+        "{e}"
+    );
 }

@@ -1,8 +1,12 @@
 //! BroNet, the BRC agent's residual categorical Q-network.
 
 use crate::init::WeightInit;
-use crate::layers::{Embedding, LayerNorm, Linear};
+use crate::layers::{Embedding, LayerNorm};
 use crate::mlp::network_common;
+use crate::task_residual::{
+    grouped_pass, Dense, Pass, ResidualMode, ResidualWeights, TaskResidualLinear,
+    TaskResidualNetwork,
+};
 use crate::{NnError, ParamStore, QNetwork, Result};
 use candle_core::{Device, Tensor};
 use rand::Rng;
@@ -33,6 +37,10 @@ pub struct BroNetConfig {
     /// Scale each task's embedding to unit L2 norm before it joins the state (the BRC
     /// paper's multi-task embedding), so no task's code can grow to dominate the input.
     pub unit_norm_embedding: bool,
+    /// VarShare: every linear layer (the input projection, both layers of every block and
+    /// the head) gets a residual per task of this form; `None`: a plain BroNet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_residuals: Option<ResidualMode>,
 }
 
 impl Default for BroNetConfig {
@@ -47,6 +55,7 @@ impl Default for BroNetConfig {
             num_atoms: 51,
             post_ln: false,
             unit_norm_embedding: false,
+            task_residuals: None,
         }
     }
 }
@@ -65,12 +74,17 @@ impl BroNetConfig {
                 return Err(NnError::Config(format!("{name} must be at least 1")));
             }
         }
-        if self.embedding_dim > 0 && self.num_tasks == 0 {
+        if (self.embedding_dim > 0 || self.task_residuals.is_some()) && self.num_tasks == 0 {
             return Err(NnError::Config(
-                "num_tasks must be at least 1 when embedding_dim > 0".into(),
+                "num_tasks must be at least 1 with a task embedding or task residuals".into(),
             ));
         }
         Ok(())
+    }
+
+    /// The residual form and task count each linear layer is built with.
+    fn residuals(&self) -> Option<(ResidualMode, usize)> {
+        self.task_residuals.map(|m| (m, self.num_tasks))
     }
 }
 
@@ -79,8 +93,8 @@ impl BroNetConfig {
 struct Block {
     /// Pre-LN: the norm before fc1. Post-LN: the norm after fc1.
     ln1: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
     /// Post-LN only: the norm after fc2.
     ln2: Option<LayerNorm>,
 }
@@ -96,11 +110,11 @@ pub struct BroNet {
     config: BroNetConfig,
     params: ParamStore,
     embedding: Option<Embedding>,
-    input: Linear,
+    input: Dense,
     input_ln: Option<LayerNorm>,
     blocks: Vec<Block>,
     final_ln: Option<LayerNorm>,
-    output: Linear,
+    output: Dense,
 }
 
 impl BroNet {
@@ -116,6 +130,7 @@ impl BroNet {
         let c = config;
         let mut s = ParamStore::new(device);
         let k = WeightInit::KaimingNormal;
+        let (res, mut next) = (c.residuals(), 0);
         if c.embedding_dim > 0 {
             let std = (1.0 / c.embedding_dim as f64).sqrt();
             Embedding::init(
@@ -127,13 +142,15 @@ impl BroNet {
                 std,
             )?;
         }
-        Linear::init(
+        Dense::init(
             &mut s,
             rng,
             "input",
             c.obs_dim + c.embedding_dim,
             c.hidden_dim,
             k,
+            res,
+            &mut next,
         )?;
         if c.post_ln {
             LayerNorm::init(&mut s, "input_ln", c.hidden_dim)?;
@@ -141,8 +158,26 @@ impl BroNet {
         for i in 0..c.num_blocks {
             LayerNorm::init(&mut s, &format!("blocks.{i}.ln"), c.hidden_dim)?;
             let h = c.hidden_dim;
-            Linear::init(&mut s, rng, &format!("blocks.{i}.fc1"), h, h, k)?;
-            Linear::init(&mut s, rng, &format!("blocks.{i}.fc2"), h, h, k)?;
+            Dense::init(
+                &mut s,
+                rng,
+                &format!("blocks.{i}.fc1"),
+                h,
+                h,
+                k,
+                res,
+                &mut next,
+            )?;
+            Dense::init(
+                &mut s,
+                rng,
+                &format!("blocks.{i}.fc2"),
+                h,
+                h,
+                k,
+                res,
+                &mut next,
+            )?;
             if c.post_ln {
                 LayerNorm::init(&mut s, &format!("blocks.{i}.ln2"), c.hidden_dim)?;
             }
@@ -150,13 +185,15 @@ impl BroNet {
         if !c.post_ln {
             LayerNorm::init(&mut s, "final_ln", c.hidden_dim)?;
         }
-        Linear::init(
+        Dense::init(
             &mut s,
             rng,
             "output",
             c.hidden_dim,
             c.num_actions * c.num_atoms,
             WeightInit::XavierUniform,
+            res,
+            &mut next,
         )?;
         Self::from_params(config, s)
     }
@@ -166,6 +203,7 @@ impl BroNet {
         config.validate()?;
         let c = config;
         let h = c.hidden_dim;
+        let (res, mut next) = (c.residuals(), 0);
         let embedding = if c.embedding_dim > 0 {
             Some(Embedding::bind(
                 &params,
@@ -176,32 +214,45 @@ impl BroNet {
         } else {
             None
         };
-        let input = Linear::bind(&params, "input", c.obs_dim + c.embedding_dim, h)?;
+        let input = Dense::bind(
+            &params,
+            "input",
+            c.obs_dim + c.embedding_dim,
+            h,
+            res,
+            &mut next,
+        )?;
         let input_ln = if c.post_ln {
             Some(LayerNorm::bind(&params, "input_ln", h)?)
         } else {
             None
         };
-        let blocks = (0..c.num_blocks)
-            .map(|i| {
-                Ok(Block {
-                    ln1: LayerNorm::bind(&params, &format!("blocks.{i}.ln"), h)?,
-                    fc1: Linear::bind(&params, &format!("blocks.{i}.fc1"), h, h)?,
-                    fc2: Linear::bind(&params, &format!("blocks.{i}.fc2"), h, h)?,
-                    ln2: if c.post_ln {
-                        Some(LayerNorm::bind(&params, &format!("blocks.{i}.ln2"), h)?)
-                    } else {
-                        None
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut blocks = Vec::with_capacity(c.num_blocks);
+        for i in 0..c.num_blocks {
+            blocks.push(Block {
+                ln1: LayerNorm::bind(&params, &format!("blocks.{i}.ln"), h)?,
+                fc1: Dense::bind(&params, &format!("blocks.{i}.fc1"), h, h, res, &mut next)?,
+                fc2: Dense::bind(&params, &format!("blocks.{i}.fc2"), h, h, res, &mut next)?,
+                ln2: if c.post_ln {
+                    Some(LayerNorm::bind(&params, &format!("blocks.{i}.ln2"), h)?)
+                } else {
+                    None
+                },
+            });
+        }
         let final_ln = if c.post_ln {
             None
         } else {
             Some(LayerNorm::bind(&params, "final_ln", h)?)
         };
-        let output = Linear::bind(&params, "output", h, c.num_actions * c.num_atoms)?;
+        let output = Dense::bind(
+            &params,
+            "output",
+            h,
+            c.num_actions * c.num_atoms,
+            res,
+            &mut next,
+        )?;
         // Reject leftovers too, so a store of another layout cannot half-bind.
         let expected = Self::expected_var_count(&c);
         if params.len() != expected {
@@ -224,7 +275,13 @@ impl BroNet {
 
     fn expected_var_count(c: &BroNetConfig) -> usize {
         let per_block = if c.post_ln { 8 } else { 6 };
-        usize::from(c.embedding_dim > 0) + 2 + 2 + c.num_blocks * per_block + 2
+        let dense = 2 + 2 * c.num_blocks;
+        usize::from(c.embedding_dim > 0)
+            + 2
+            + 2
+            + c.num_blocks * per_block
+            + 2
+            + dense * Dense::extra_vars(c.residuals())
     }
 
     /// The configuration the network was built with.
@@ -233,8 +290,42 @@ impl BroNet {
     }
 
     /// Logits `[B, actions, atoms]` for `obs` `[B, obs_dim]` and `task` `[B]` (u32; ignored
-    /// when `embedding_dim` is 0).
+    /// when `embedding_dim` is 0 and there are no task residuals). With task residuals: the
+    /// posterior means θ + μ_m ([`BroNet::forward_with`] chooses other weights).
     pub fn forward(&self, obs: &Tensor, task: &Tensor) -> Result<Tensor> {
+        if self.config.task_residuals.is_some() {
+            return self.forward_with(obs, task, ResidualWeights::Mean);
+        }
+        self.forward_pass(obs, task, None)
+    }
+
+    /// The forward pass with the task residuals' `weights` (a plain BroNet ignores them).
+    pub fn forward_with(
+        &self,
+        obs: &Tensor,
+        task: &Tensor,
+        weights: ResidualWeights<'_>,
+    ) -> Result<Tensor> {
+        if self.config.task_residuals.is_none() {
+            return self.forward_pass(obs, task, None);
+        }
+        grouped_pass(obs, task, weights, |o, t, p| {
+            self.forward_pass(o, t, Some(p))
+        })
+    }
+
+    /// The residual layers in forward order (empty for a plain BroNet).
+    pub fn residual_layers(&self) -> Vec<&TaskResidualLinear> {
+        let mut out: Vec<&TaskResidualLinear> = self.input.residual().into_iter().collect();
+        for b in &self.blocks {
+            out.extend(b.fc1.residual());
+            out.extend(b.fc2.residual());
+        }
+        out.extend(self.output.residual());
+        out
+    }
+
+    fn forward_pass(&self, obs: &Tensor, task: &Tensor, pass: Option<&Pass<'_>>) -> Result<Tensor> {
         let x = match &self.embedding {
             Some(e) => {
                 let mut code = e.forward(task)?;
@@ -246,7 +337,7 @@ impl BroNet {
             }
             None => obs.clone(),
         };
-        let mut x = self.input.forward(&x)?;
+        let mut x = self.input.forward(&x, pass)?;
         if let Some(ln) = &self.input_ln {
             x = ln.forward(&x)?;
         }
@@ -254,12 +345,12 @@ impl BroNet {
         for b in &self.blocks {
             let r = match &b.ln2 {
                 None => {
-                    let y = b.fc1.forward(&b.ln1.forward(&x)?)?.relu()?;
-                    b.fc2.forward(&y)?
+                    let y = b.fc1.forward(&b.ln1.forward(&x)?, pass)?.relu()?;
+                    b.fc2.forward(&y, pass)?
                 }
                 Some(ln2) => {
-                    let y = b.ln1.forward(&b.fc1.forward(&x)?)?.relu()?;
-                    ln2.forward(&b.fc2.forward(&y)?)?
+                    let y = b.ln1.forward(&b.fc1.forward(&x, pass)?)?.relu()?;
+                    ln2.forward(&b.fc2.forward(&y, pass)?)?
                 }
             };
             x = (x + r)?;
@@ -268,7 +359,7 @@ impl BroNet {
             x = ln.forward(&x)?;
         }
         let batch = x.dim(0)?;
-        let logits = self.output.forward(&x)?;
+        let logits = self.output.forward(&x, pass)?;
         Ok(logits.reshape((batch, self.config.num_actions, self.config.num_atoms))?)
     }
 
@@ -279,3 +370,17 @@ impl BroNet {
 }
 
 network_common!(BroNet);
+
+impl TaskResidualNetwork for BroNet {
+    fn residual_layers(&self) -> Vec<&TaskResidualLinear> {
+        BroNet::residual_layers(self)
+    }
+    fn forward_with(
+        &self,
+        obs: &Tensor,
+        task: &Tensor,
+        weights: ResidualWeights<'_>,
+    ) -> Result<Tensor> {
+        BroNet::forward_with(self, obs, task, weights)
+    }
+}

@@ -115,9 +115,10 @@ pub struct BroNetCpu {
 
 impl BroNetCpu {
     /// Whether this path computes `config`'s network: pre-LN blocks without unit-norm task
-    /// embeddings (the design note's BroNet and every BRC config but two tuning levers).
+    /// embeddings or task residuals (the design note's BroNet and every BRC config but two tuning
+    /// levers and VarShare).
     pub fn supports(config: &BroNetConfig) -> bool {
-        !config.post_ln && !config.unit_norm_embedding
+        !config.post_ln && !config.unit_norm_embedding && config.task_residuals.is_none()
     }
 
     /// An engine for networks of `config`, using as many threads as the current rayon pool has
@@ -131,7 +132,7 @@ impl BroNetCpu {
         config.validate()?;
         if !Self::supports(&config) {
             return Err(NnError::Config(
-                "the BroNet CPU path computes pre-LN blocks without unit-norm embeddings".into(),
+                "the BroNet CPU path computes pre-LN blocks without unit-norm embeddings or task residuals".into(),
             ));
         }
         Ok(Self {

@@ -47,6 +47,7 @@ pub mod mlp_cpu;
 pub mod ops;
 pub mod params;
 pub mod pth;
+pub mod task_residual;
 
 pub use bronet::{BroNet, BroNetConfig};
 pub use bronet_cpu::{BroNetCpu, HostGradients};
@@ -55,6 +56,9 @@ pub use device::select_device;
 pub use mlp::{QMlp, SharedQMlp};
 pub use mlp_cpu::MlpCpu;
 pub use params::ParamStore;
+pub use task_residual::{
+    ResidualMode, ResidualNoise, ResidualWeights, TaskResidualLinear, TaskResidualNetwork, TaskRows,
+};
 
 use std::path::PathBuf;
 

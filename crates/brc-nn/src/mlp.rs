@@ -1,8 +1,12 @@
 //! The DQN multilayer perceptrons of the predecessor project.
 
 use crate::init::WeightInit;
-use crate::layers::{Embedding, Linear};
+use crate::layers::Embedding;
 use crate::pth::{self, TorchParam};
+use crate::task_residual::{
+    grouped_pass, Dense, Pass, ResidualMode, ResidualWeights, TaskResidualLinear,
+    TaskResidualNetwork,
+};
 use crate::{ParamStore, QNetwork, Result, NUM_ACTIONS, NUM_TASKS, OBS_DIM};
 use candle_core::{Device, Tensor};
 use rand::Rng;
@@ -18,34 +22,52 @@ pub const SHARED_EMBED_STD: f64 = 0.1;
 /// `fc1 → ReLU → fc2 → ReLU → fc3`, the trunk both MLPs share.
 #[derive(Debug, Clone)]
 struct Trunk {
-    fc1: Linear,
-    fc2: Linear,
-    fc3: Linear,
+    fc1: Dense,
+    fc2: Dense,
+    fc3: Dense,
 }
 
 impl Trunk {
-    fn init<R: Rng + ?Sized>(store: &mut ParamStore, rng: &mut R, in_dim: usize) -> Result<Self> {
+    /// `residuals`: VarShare's residual form and task count for all three layers.
+    fn init<R: Rng + ?Sized>(
+        store: &mut ParamStore,
+        rng: &mut R,
+        in_dim: usize,
+        residuals: Option<(ResidualMode, usize)>,
+    ) -> Result<Self> {
         // Kaiming everywhere, including the Q head, as the predecessor's MLPs did.
-        let k = WeightInit::KaimingNormal;
+        let (k, r, mut n) = (WeightInit::KaimingNormal, residuals, 0);
         Ok(Self {
-            fc1: Linear::init(store, rng, "fc1", in_dim, H1, k)?,
-            fc2: Linear::init(store, rng, "fc2", H1, H2, k)?,
-            fc3: Linear::init(store, rng, "fc3", H2, NUM_ACTIONS, k)?,
+            fc1: Dense::init(store, rng, "fc1", in_dim, H1, k, r, &mut n)?,
+            fc2: Dense::init(store, rng, "fc2", H1, H2, k, r, &mut n)?,
+            fc3: Dense::init(store, rng, "fc3", H2, NUM_ACTIONS, k, r, &mut n)?,
         })
     }
 
-    fn bind(store: &ParamStore, in_dim: usize) -> Result<Self> {
+    fn bind(
+        store: &ParamStore,
+        in_dim: usize,
+        residuals: Option<(ResidualMode, usize)>,
+    ) -> Result<Self> {
+        let (r, mut n) = (residuals, 0);
         Ok(Self {
-            fc1: Linear::bind(store, "fc1", in_dim, H1)?,
-            fc2: Linear::bind(store, "fc2", H1, H2)?,
-            fc3: Linear::bind(store, "fc3", H2, NUM_ACTIONS)?,
+            fc1: Dense::bind(store, "fc1", in_dim, H1, r, &mut n)?,
+            fc2: Dense::bind(store, "fc2", H1, H2, r, &mut n)?,
+            fc3: Dense::bind(store, "fc3", H2, NUM_ACTIONS, r, &mut n)?,
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.fc1.forward(x)?.relu()?;
-        let h = self.fc2.forward(&h)?.relu()?;
-        self.fc3.forward(&h)
+    fn forward(&self, x: &Tensor, pass: Option<&Pass<'_>>) -> Result<Tensor> {
+        let h = self.fc1.forward(x, pass)?.relu()?;
+        let h = self.fc2.forward(&h, pass)?.relu()?;
+        self.fc3.forward(&h, pass)
+    }
+
+    fn residual_layers(&self) -> Vec<&TaskResidualLinear> {
+        [&self.fc1, &self.fc2, &self.fc3]
+            .into_iter()
+            .filter_map(Dense::residual)
+            .collect()
     }
 
     fn torch_layout(in_dim: usize) -> Vec<(String, Vec<usize>, bool)> {
@@ -88,13 +110,13 @@ impl QMlp {
     /// A freshly initialised network (Kaiming-normal weights, zero biases) drawn from `rng`.
     pub fn new<R: Rng + ?Sized>(rng: &mut R, device: &Device) -> Result<Self> {
         let mut params = ParamStore::new(device);
-        let trunk = Trunk::init(&mut params, rng, OBS_DIM)?;
+        let trunk = Trunk::init(&mut params, rng, OBS_DIM, None)?;
         Ok(Self { params, trunk })
     }
 
     /// Binds a network to existing variables (names and shapes are checked).
     pub fn from_params(params: ParamStore) -> Result<Self> {
-        let trunk = Trunk::bind(&params, OBS_DIM)?;
+        let trunk = Trunk::bind(&params, OBS_DIM, None)?;
         Ok(Self { params, trunk })
     }
 
@@ -119,7 +141,7 @@ impl QMlp {
 
     /// Q-values `[B, 4]` for `obs` `[B, 8]`; `task` is ignored (one network per task).
     pub fn forward(&self, obs: &Tensor, _task: &Tensor) -> Result<Tensor> {
-        self.trunk.forward(obs)
+        self.trunk.forward(obs, None)
     }
 
     /// An independent copy with fresh storage.
@@ -130,12 +152,15 @@ impl QMlp {
 
 /// Shared DQN network: `concat(state, embedding[task])` (16) → 256 → ReLU → 128 → ReLU → 4
 /// (37,788 parameters), or the task-blind variant without embedding (35,716).
-/// Variables: `task_embedding.weight` `[3, 8]` (absent when blind), `fc{1,2,3}.{weight,bias}`.
+/// Variables: `task_embedding.weight` `[3, 8]` (absent when blind), `fc{1,2,3}.{weight,bias}`;
+/// with VarShare's task residuals ([`SharedQMlp::new_varshare`]) also
+/// `fc{1,2,3}.residual_mu.{m}` (and `.residual_rho.{m}`, variational) `[in, out]` per task m.
 #[derive(Debug, Clone)]
 pub struct SharedQMlp {
     params: ParamStore,
     embedding: Option<Embedding>,
     trunk: Trunk,
+    residuals: Option<ResidualMode>,
 }
 
 impl SharedQMlp {
@@ -151,26 +176,63 @@ impl SharedQMlp {
             SHARED_EMBED_DIM,
             SHARED_EMBED_STD,
         )?;
-        let trunk = Trunk::init(&mut params, rng, OBS_DIM + SHARED_EMBED_DIM)?;
+        let trunk = Trunk::init(&mut params, rng, OBS_DIM + SHARED_EMBED_DIM, None)?;
         Ok(Self {
             params,
             embedding: Some(embedding),
             trunk,
+            residuals: None,
+        })
+    }
+
+    /// A fresh VarShare network: every layer (fc1, fc2, fc3) with a residual of `mode` per
+    /// task (μ = 0, σ = [`crate::task_residual::DEFAULT_SIGMA_INIT`]); with the 8-d task
+    /// embedding when `keep_embedding`, else task-blind apart from the residuals. Draws the
+    /// same weights from `rng` as [`SharedQMlp::new`] / [`SharedQMlp::new_blind`].
+    pub fn new_varshare<R: Rng + ?Sized>(
+        rng: &mut R,
+        device: &Device,
+        mode: ResidualMode,
+        keep_embedding: bool,
+    ) -> Result<Self> {
+        let mut params = ParamStore::new(device);
+        let embedding = if keep_embedding {
+            Some(Embedding::init(
+                &mut params,
+                rng,
+                "task_embedding",
+                NUM_TASKS,
+                SHARED_EMBED_DIM,
+                SHARED_EMBED_STD,
+            )?)
+        } else {
+            None
+        };
+        let in_dim = OBS_DIM + if keep_embedding { SHARED_EMBED_DIM } else { 0 };
+        let trunk = Trunk::init(&mut params, rng, in_dim, Some((mode, NUM_TASKS)))?;
+        Ok(Self {
+            params,
+            embedding,
+            trunk,
+            residuals: Some(mode),
         })
     }
 
     /// A fresh task-blind network (no embedding; one policy for all tasks).
     pub fn new_blind<R: Rng + ?Sized>(rng: &mut R, device: &Device) -> Result<Self> {
         let mut params = ParamStore::new(device);
-        let trunk = Trunk::init(&mut params, rng, OBS_DIM)?;
+        let trunk = Trunk::init(&mut params, rng, OBS_DIM, None)?;
         Ok(Self {
             params,
             embedding: None,
             trunk,
+            residuals: None,
         })
     }
 
-    /// Binds to existing variables; task-blind exactly when `task_embedding.weight` is absent.
+    /// Binds to existing variables; task-blind exactly when `task_embedding.weight` is absent,
+    /// with task residuals exactly when `fc1.residual_mu.0` is present (variational when
+    /// `fc1.residual_rho.0` is too).
     pub fn from_params(params: ParamStore) -> Result<Self> {
         let (embedding, in_dim) = if params.get("task_embedding.weight").is_some() {
             let e = Embedding::bind(&params, "task_embedding", NUM_TASKS, SHARED_EMBED_DIM)?;
@@ -178,11 +240,28 @@ impl SharedQMlp {
         } else {
             (None, OBS_DIM)
         };
-        let trunk = Trunk::bind(&params, in_dim)?;
+        let residuals = match (
+            params.get("fc1.residual_mu.0").is_some(),
+            params.get("fc1.residual_rho.0").is_some(),
+        ) {
+            (false, _) => None,
+            (true, true) => Some(ResidualMode::Variational),
+            (true, false) => Some(ResidualMode::L2),
+        };
+        let trunk = Trunk::bind(&params, in_dim, residuals.map(|m| (m, NUM_TASKS)))?;
+        let expected = usize::from(embedding.is_some())
+            + 3 * (2 + Dense::extra_vars(residuals.map(|m| (m, NUM_TASKS))));
+        if params.len() != expected {
+            return Err(crate::NnError::Config(format!(
+                "parameter store has {} variables, this network needs {expected}",
+                params.len()
+            )));
+        }
         Ok(Self {
             params,
             embedding,
             trunk,
+            residuals,
         })
     }
 
@@ -217,15 +296,40 @@ impl SharedQMlp {
         self.embedding.is_none()
     }
 
-    /// Q-values `[B, 4]` for `obs` `[B, 8]` and `task` `[B]` (u32; ignored when blind).
+    /// The residual form of a VarShare network, `None` for a plain one.
+    pub fn task_residuals(&self) -> Option<ResidualMode> {
+        self.residuals
+    }
+
+    /// Q-values `[B, 4]` for `obs` `[B, 8]` and `task` `[B]` (u32; ignored when blind and
+    /// without residuals). With task residuals: the posterior means θ + μ_m.
     pub fn forward(&self, obs: &Tensor, task: &Tensor) -> Result<Tensor> {
+        self.forward_with(obs, task, ResidualWeights::Mean)
+    }
+
+    /// The forward pass with the task residuals' `weights` (a plain network ignores them).
+    pub fn forward_with(
+        &self,
+        obs: &Tensor,
+        task: &Tensor,
+        weights: ResidualWeights<'_>,
+    ) -> Result<Tensor> {
+        if self.residuals.is_none() {
+            return self.forward_pass(obs, task, None);
+        }
+        grouped_pass(obs, task, weights, |o, t, p| {
+            self.forward_pass(o, t, Some(p))
+        })
+    }
+
+    fn forward_pass(&self, obs: &Tensor, task: &Tensor, pass: Option<&Pass<'_>>) -> Result<Tensor> {
         match &self.embedding {
             Some(e) => {
                 // The embedding goes AFTER the state, matching the PyTorch concat order.
                 let x = Tensor::cat(&[obs, &e.forward(task)?], 1)?;
-                self.trunk.forward(&x)
+                self.trunk.forward(&x, pass)
             }
-            None => self.trunk.forward(obs),
+            None => self.trunk.forward(obs, pass),
         }
     }
 
@@ -283,3 +387,17 @@ pub(crate) use network_common;
 
 network_common!(QMlp);
 network_common!(SharedQMlp);
+
+impl TaskResidualNetwork for SharedQMlp {
+    fn residual_layers(&self) -> Vec<&TaskResidualLinear> {
+        self.trunk.residual_layers()
+    }
+    fn forward_with(
+        &self,
+        obs: &Tensor,
+        task: &Tensor,
+        weights: ResidualWeights<'_>,
+    ) -> Result<Tensor> {
+        SharedQMlp::forward_with(self, obs, task, weights)
+    }
+}

@@ -31,6 +31,23 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
     Ok(log_softmax(x)?.exp()?)
 }
 
+/// `softplus(x) = ln(1 + eˣ)`, differentiable (the VarShare posterior's σ = softplus(ρ)).
+///
+/// Written as `relu(x) + ln(1 + z)` with `z = e^(−|x|) ∈ (0, 1]`, so nothing overflows; where
+/// `z < 0.05` the logarithm is its series `z − z²/2 + z³/3 − z⁴/4` (relative error < 1.3·10⁻⁶),
+/// because `ln(1 + z)` in f32 loses `z` entirely once `1 + z` rounds to 1 — a σ of 10⁻⁸ would
+/// come out 0 and its KL term infinite. Both branches are finite everywhere, so the
+/// `where_cond` backward never multiplies a zero by an infinity.
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    let z = x.abs()?.neg()?.exp()?;
+    let direct = (&z + 1.0)?.log()?;
+    let z2 = z.sqr()?;
+    let series = ((&z - (&z2 * 0.5)?)? + ((&z2 * &z)? * (1.0 / 3.0))?)?;
+    let series = (series - (z2.sqr()? * 0.25)?)?;
+    let log1p = z.lt(0.05)?.where_cond(&series, &direct)?;
+    Ok((x.relu()? + log1p)?)
+}
+
 /// Expected values of categorical distributions: `logits` `[B, A, N]`, `support` `[N]`
 /// (the atom values) → Q-values `[B, A]`.
 pub fn categorical_q_values(logits: &Tensor, support: &Tensor) -> Result<Tensor> {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use brc_agents::{
     build_agent, AgentConfig, AgentContext, BrcConfig, Exploration, GradientMethod,
-    IndependentDqnConfig, ReplaySource, SharedDqnConfig,
+    IndependentDqnConfig, ReplaySource, SharedDqnConfig, VarShareConfig,
 };
 use brc_buffer::{Batch, ReplayBuffer, Transition};
 use brc_envs::rng::NumpyRng;
@@ -253,6 +253,34 @@ fn cases() -> Vec<(&'static str, AgentConfig, UpdateKind, bool)> {
         ),
         ("brc", brc(), Plain, true),
         ("brc_tuned", AgentConfig::Brc(brc_tuned()), Plain, false),
+        // VarShare on the same batches as `brc` / `brc_tuned` / `shared_dqn` (candle's graph).
+        (
+            "brc_varshare",
+            AgentConfig::Brc(BrcConfig {
+                varshare: Some(VarShareConfig::default()),
+                ..BrcConfig::default()
+            }),
+            Plain,
+            false,
+        ),
+        (
+            "brc_tuned_varshare",
+            AgentConfig::Brc(BrcConfig {
+                varshare: Some(VarShareConfig::default()),
+                ..brc_tuned()
+            }),
+            Plain,
+            false,
+        ),
+        (
+            "shared_dqn_varshare",
+            AgentConfig::SharedDqn(SharedDqnConfig {
+                varshare: Some(VarShareConfig::default()),
+                ..SharedDqnConfig::default()
+            }),
+            Plain,
+            false,
+        ),
         ("brc_balanced", brc(), Balanced, false),
         ("brc_task_gradients", brc(), TaskGradients, false),
         (
@@ -327,9 +355,23 @@ fn balanced_batch(buffer: &ReplayBuffer, rng: &mut Pcg32, batch: &mut Batch, par
     }
 }
 
+/// The agent cases `brc bench` measures, in order.
+pub fn case_names() -> Vec<&'static str> {
+    cases().into_iter().map(|(name, ..)| name).collect()
+}
+
 /// Runs every measurement in the current rayon pool (one thread unless the caller installs a
 /// larger pool; the caller sets candle's thread count).
 pub fn run_bench(size: &BenchSize) -> Result<BenchReport, TrainError> {
+    run_bench_cases(size, None)
+}
+
+/// [`run_bench`] with only the agent cases named in `only` (all when `None`; names from
+/// [`case_names`], others are ignored).
+pub fn run_bench_cases(
+    size: &BenchSize,
+    only: Option<&[String]>,
+) -> Result<BenchReport, TrainError> {
     let env = EnvBench {
         steps_per_s: repeat(size, || env_rate(size.env_steps, false)),
         heuristic_steps_per_s: repeat(size, || env_rate(size.env_steps, true)),
@@ -365,6 +407,9 @@ pub fn run_bench(size: &BenchSize) -> Result<BenchReport, TrainError> {
     let mut e2e = BTreeMap::new();
     let mut parts = vec![Batch::with_capacity(64); 3];
     for (name, config, kind, slice) in cases() {
+        if only.is_some_and(|o| !o.iter().any(|n| n == name)) {
+            continue;
+        }
         let mut agent = build_agent(&config, &ctx)?;
         let updates = match &config {
             AgentConfig::Brc(_) => size.brc_updates,

@@ -21,6 +21,8 @@ mod seeds;
 pub mod sweep;
 mod trainer;
 
+/// The agent interface and VarShare's measurements, for the cli's `info` and `evaluate`.
+pub use brc_agents::{Agent, ParameterCounts, VarShareDiagnostics};
 pub use config::{load_config, parse_config, ConfigError, RunConfig, Sampling};
 pub use error::TrainError;
 pub use evaluation::{
@@ -29,7 +31,9 @@ pub use evaluation::{
 };
 pub use import::{import_torch, TorchKind};
 pub use publish::{publish_run, PUBLISHED_BEST_WEIGHTS, PUBLISHED_WEIGHTS};
-pub use records::{EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord};
+pub use records::{
+    EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord, VarShareRecord,
+};
 pub use run_agent::build_run_agent;
 pub use run_dir::{write_atomic, RunDir, AGENT_FILE};
 pub use seeds::{eval_env_seed, train_env_seed};

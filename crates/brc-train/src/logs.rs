@@ -10,9 +10,31 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::error::{io, TrainError};
-use crate::records::{EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord};
+use crate::records::{
+    EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord, VarShareRecord,
+};
 use crate::run_dir::{write_atomic, RunDir};
 use crate::RunConfig;
+
+/// Which method-specific logs a run writes besides the episodes, evaluations and gradient
+/// conflicts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MethodLogs {
+    /// `surgery.jsonl`: a gradient method other than the mean.
+    pub(crate) surgery: bool,
+    /// `varshare.jsonl`: `[agent.varshare]`.
+    pub(crate) varshare: bool,
+}
+
+impl MethodLogs {
+    /// The logs `config`'s run writes.
+    pub(crate) fn of(config: &RunConfig) -> Self {
+        Self {
+            surgery: config.agent.gradient() != brc_agents::GradientMethod::Mean,
+            varshare: config.agent.varshare().is_some(),
+        }
+    }
+}
 
 /// JSONL log files, buffered and flushed at checkpoints and at the end.
 pub(crate) struct Logs {
@@ -21,12 +43,14 @@ pub(crate) struct Logs {
     pub(crate) conflict: BufWriter<File>,
     /// Gradient-surgery diagnostics (runs with a gradient method other than the mean).
     pub(crate) surgery: Option<BufWriter<File>>,
+    /// VarShare diagnostics (`[agent.varshare]` runs).
+    pub(crate) varshare: Option<BufWriter<File>>,
 }
 
 impl Logs {
-    /// Opens the logs for appending (they were created or truncated before); `surgery`:
-    /// whether the run writes `surgery.jsonl`.
-    pub(crate) fn open(dir: &RunDir, surgery: bool) -> Result<Self, TrainError> {
+    /// Opens the logs for appending (they were created or truncated before), the method logs
+    /// `which` says the run writes among them.
+    pub(crate) fn open(dir: &RunDir, which: MethodLogs) -> Result<Self, TrainError> {
         let open = |p: PathBuf| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -39,19 +63,27 @@ impl Logs {
             episodes: open(dir.episodes())?,
             evals: open(dir.evals())?,
             conflict: open(dir.conflict())?,
-            surgery: if surgery {
+            surgery: if which.surgery {
                 Some(open(dir.surgery())?)
+            } else {
+                None
+            },
+            varshare: if which.varshare {
+                Some(open(dir.varshare())?)
             } else {
                 None
             },
         })
     }
 
-    /// Creates the empty logs of a fresh run (`surgery.jsonl` only when it is written).
-    pub(crate) fn create(dir: &RunDir, surgery: bool) -> Result<(), TrainError> {
+    /// Creates the empty logs of a fresh run (the method logs only where `which` says).
+    pub(crate) fn create(dir: &RunDir, which: MethodLogs) -> Result<(), TrainError> {
         let mut logs = vec![dir.episodes(), dir.evals(), dir.conflict()];
-        if surgery {
+        if which.surgery {
             logs.push(dir.surgery());
+        }
+        if which.varshare {
+            logs.push(dir.varshare());
         }
         for log in logs {
             File::create(&log).map_err(io(&log))?;
@@ -75,6 +107,11 @@ impl Logs {
         if dir.surgery().is_file() {
             truncate_log(&dir.surgery(), |r: &SurgeryRecord| r.after_episode <= done)?;
         }
+        if dir.varshare().is_file() {
+            truncate_log(&dir.varshare(), |r: &VarShareRecord| {
+                r.after_episode <= done
+            })?;
+        }
         Ok((history, evals))
     }
 
@@ -92,6 +129,9 @@ impl Logs {
         self.evals.flush().map_err(io(&dir.evals()))?;
         if let Some(s) = &mut self.surgery {
             s.flush().map_err(io(&dir.surgery()))?;
+        }
+        if let Some(s) = &mut self.varshare {
+            s.flush().map_err(io(&dir.varshare()))?;
         }
         self.conflict.flush().map_err(io(&dir.conflict()))
     }

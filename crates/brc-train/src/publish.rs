@@ -16,7 +16,7 @@ pub const PUBLISHED_WEIGHTS: &str = "weights.safetensors";
 pub const PUBLISHED_BEST_WEIGHTS: &str = "best.safetensors";
 
 /// Copies `config.toml`, `summary.json`, `episodes.jsonl`, `evals.jsonl` and (when present)
-/// `conflict.jsonl` and `surgery.jsonl` of the finished run `run` into `dest`, and writes the final checkpoint's
+/// `conflict.jsonl`, `surgery.jsonl` and `varshare.jsonl` of the finished run `run` into `dest`, and writes the final checkpoint's
 /// online weights as [`PUBLISHED_WEIGHTS`] and, when the run has one, the best checkpoint's as
 /// [`PUBLISHED_BEST_WEIGHTS`]. Refuses a run without a summary (unfinished) and a
 /// non-empty `dest` unless `force`. Returns the files written.
@@ -59,6 +59,7 @@ pub fn publish_run(
         src.evals(),
         src.conflict(),
         src.surgery(),
+        src.varshare(),
     ];
     for file in files {
         if !file.is_file() {

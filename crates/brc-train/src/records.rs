@@ -116,6 +116,18 @@ pub struct SurgeryRecord {
     pub diagnostics: brc_agents::SurgeryDiagnostics,
 }
 
+/// VarShare's residuals at one gradient-conflict interval (`varshare.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VarShareRecord {
+    /// Training episodes done when measured.
+    pub after_episode: usize,
+    /// Gradient updates done when measured.
+    pub updates: u64,
+    /// KL, σ and surviving μ per task and layer.
+    #[serde(flatten)]
+    pub diagnostics: brc_agents::VarShareDiagnostics,
+}
+
 /// The run's summary (`summary.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {

@@ -45,6 +45,11 @@ impl RunDir {
     pub fn surgery(&self) -> PathBuf {
         self.root.join("surgery.jsonl")
     }
+    /// One JSON line of VarShare diagnostics (KL, σ, surviving μ per task and layer) at
+    /// every gradient-conflict interval (`[agent.varshare]` runs only).
+    pub fn varshare(&self) -> PathBuf {
+        self.root.join("varshare.jsonl")
+    }
     /// The run summary.
     pub fn summary(&self) -> PathBuf {
         self.root.join("summary.json")

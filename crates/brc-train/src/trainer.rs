@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use brc_agents::{Agent, GradientMethod, ReplaySource, UpdateStats};
+use brc_agents::{Agent, ReplaySource, UpdateStats};
 use brc_buffer::{Batch, ReplayBuffer};
 use brc_envs::{Env, LunarLander, Outcome};
 use rand::SeedableRng;
@@ -18,9 +18,11 @@ use crate::checkpoints::{newest_checkpoint, read_state, save_checkpoint, Trainer
 use crate::config::{Sampling, TrainingSection};
 use crate::error::{io, TrainError};
 use crate::evaluation::{evaluate_agent, TaskEvaluation};
-use crate::logs::{write_predecessor_metrics, Logs};
+use crate::logs::{write_predecessor_metrics, Logs, MethodLogs};
 use crate::n_step::NStepWindow;
-use crate::records::{EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord};
+use crate::records::{
+    EpisodeRecord, EvalRecord, GradientConflict, Summary, SurgeryRecord, VarShareRecord,
+};
 use crate::run_agent::build_run_agent;
 use crate::run_dir::{prepare_dir, write_atomic, RunDir, AGENT_FILE};
 use crate::seeds::{derive, train_env_seed, Stream};
@@ -143,7 +145,7 @@ impl<'a> Run<'a> {
         let dir = RunDir::new(&opts.run_dir);
         let seed = config.run.seed;
         let training = &config.training;
-        let surgery = config.agent.gradient() != GradientMethod::Mean;
+        let method_logs = MethodLogs::of(config);
         let mut agent = build_run_agent(config)?;
         let mut buffer = ReplayBuffer::new(training.buffer_capacity)?;
         let mut state = TrainerState {
@@ -178,7 +180,7 @@ impl<'a> Run<'a> {
             prepare_dir(&dir, opts.force)?;
             write_atomic(&dir.config(), config.to_toml_string().as_bytes())
                 .map_err(io(&dir.config()))?;
-            Logs::create(&dir, surgery)?;
+            Logs::create(&dir, method_logs)?;
         }
         let n_tasks = config.tasks.len();
         Ok(Self {
@@ -192,7 +194,7 @@ impl<'a> Run<'a> {
             batch: Batch::with_capacity(training.batch_size * n_tasks),
             n_step: NStepWindow::new(training.n_step, training.gamma),
             probe_rng: Pcg32::seed_from_u64(derive(seed, Stream::Probe)),
-            logs: Logs::open(&dir, surgery)?,
+            logs: Logs::open(&dir, method_logs)?,
             total: config.total_episodes(),
             started: Instant::now(),
             clock: state.wall_seconds,
@@ -308,14 +310,27 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Every `evaluation.gradient_conflict_interval` episodes: the task gradients on fixed
-    /// probe batches (drawn once every task has a batch), their conflict and, for gradient
-    /// surgery, the combiner's diagnostics.
+    /// Every `evaluation.gradient_conflict_interval` episodes: VarShare's residuals, then the
+    /// task gradients on fixed probe batches (drawn once every task has a batch), their
+    /// conflict and, for gradient surgery, the combiner's diagnostics.
     fn measure_gradients(&mut self) -> Result<(), TrainError> {
         let every = self.config.evaluation.gradient_conflict_interval;
         let done = self.state.episodes_done;
         let n_tasks = self.config.tasks.len();
-        if every == 0 || !done.is_multiple_of(every) || n_tasks < 2 {
+        if every == 0 || !done.is_multiple_of(every) {
+            return Ok(());
+        }
+        if let (Some(log), Some(diagnostics)) =
+            (&mut self.logs.varshare, self.agent.varshare_diagnostics()?)
+        {
+            let record = VarShareRecord {
+                after_episode: done,
+                updates: self.state.updates,
+                diagnostics,
+            };
+            Logs::line(log, &record, &self.dir.varshare())?;
+        }
+        if n_tasks < 2 {
             return Ok(());
         }
         let size = self.config.training.batch_size;

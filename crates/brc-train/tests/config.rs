@@ -557,3 +557,53 @@ fn gradient_methods_and_sampling_are_checked_together() {
     assert_eq!(c.training.sampling, brc_train::Sampling::Balanced);
     assert_eq!(c.agent.gradient(), brc_agents::GradientMethod::Gradnorm);
 }
+
+#[test]
+fn varshare_values_are_checked_with_their_full_key() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[agent.varshare]\nbeta = -0.5",
+            "configs/x.toml: agent.varshare.beta = -0.5: must be a finite number ≥ 0",
+        ),
+        (
+            "[agent.varshare]\nsigma_prior = 0.0",
+            "configs/x.toml: agent.varshare.sigma_prior = 0: must be a finite number > 0",
+        ),
+        (
+            "[agent.varshare]\nsigma_init = -0.001",
+            "configs/x.toml: agent.varshare.sigma_init = -0.001: must be a finite number > 0",
+        ),
+        (
+            "[agent.varshare]\nprune_threshold = -1.0",
+            "configs/x.toml: agent.varshare.prune_threshold = -1: must be a finite number ≥ 0",
+        ),
+    ];
+    for (extra, expected) in cases {
+        assert_eq!(error(&with(extra), &[]).to_string(), *expected, "{extra}");
+    }
+    let e = error(&with("[agent.varshare]\nmode = \"bayes\""), &[]).to_string();
+    assert!(
+        e.contains("agent.varshare.mode") && e.contains("bayes"),
+        "{e}"
+    );
+    let e = error(&with("[agent.varshare]\nbetta = 0.1"), &[]).to_string();
+    assert!(
+        e.starts_with("configs/x.toml: agent.varshare.betta: unknown key"),
+        "{e}"
+    );
+    let e = error(
+        &with("gradient = \"pcgrad\"\n[agent.varshare]\n[training]\nsampling = \"balanced\""),
+        &[],
+    );
+    assert_eq!(e.key.as_deref(), Some("agent.gradient"), "{e}");
+    // --set reaches into the table, and the shipped configs set it.
+    let c = parse(MINIMAL, &["agent.varshare.beta=0.2"]).unwrap();
+    assert_eq!(c.agent.varshare().unwrap().beta, 0.2);
+    let c = load("varshare.toml", &[]).unwrap();
+    assert_eq!(c.agent.varshare().unwrap().sigma_prior, 0.05);
+    assert!(load("brc_tuned.toml", &[])
+        .unwrap()
+        .agent
+        .varshare()
+        .is_none());
+}

@@ -351,3 +351,72 @@ fn resuming_a_gradnorm_run_reproduces_the_uninterrupted_run() {
     assert!(w.iter().any(|x| (x - 1.0).abs() > 1e-3), "{w:?}");
     assert!((w.iter().sum::<f64>() - 3.0).abs() < 1e-9, "{w:?}");
 }
+
+/// A VarShare run (both agents) logs varshare.jsonl at the conflict interval, and a run
+/// resumed from ep3 equals the uninterrupted one: μ, ρ, their moments and the noise stream
+/// travel in the checkpoint.
+#[test]
+fn varshare_runs_log_their_residuals_and_resume_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    for kind in ["brc", "shared_dqn"] {
+        let mut config = smoke(&["agent.varshare.beta=0.05", "agent.varshare.sigma_init=0.01"]);
+        if kind == "shared_dqn" {
+            config.agent = serde_json::from_value(serde_json::json!({
+                "kind": "shared_dqn", "varshare": { "beta": 0.05, "mode": "l2" }
+            }))
+            .unwrap();
+        }
+        let whole = tmp.path().join(format!("{kind}-whole"));
+        run(&config, &whole);
+        let cut = tmp.path().join(format!("{kind}-cut"));
+        run(&config, &cut);
+        std::fs::remove_dir_all(cut.join("checkpoints/final")).unwrap();
+        std::fs::remove_file(cut.join("summary.json")).unwrap();
+        let opts = TrainOptions {
+            run_dir: cut.clone(),
+            force: false,
+            resume: true,
+        };
+        train(&config, &opts, &mut ()).unwrap();
+        let strip = |dir: &Path, file: &str| -> Vec<serde_json::Value> {
+            lines::<serde_json::Value>(dir.join(file))
+                .into_iter()
+                .map(|mut v| {
+                    v.as_object_mut().unwrap().remove("wall_seconds");
+                    v
+                })
+                .collect()
+        };
+        for file in [
+            "episodes.jsonl",
+            "evals.jsonl",
+            "conflict.jsonl",
+            "varshare.jsonl",
+        ] {
+            assert_eq!(strip(&whole, file), strip(&cut, file), "{kind}: {file}");
+        }
+        let records = strip(&whole, "varshare.jsonl");
+        // Every 3 episodes of 6; the residuals have moved by the second.
+        assert_eq!(records.len(), 2, "{kind}");
+        assert_eq!(records[1]["after_episode"], 6);
+        let kept = records[1]["kept"]["windy"].as_u64().unwrap();
+        assert!(kept > 0, "{kind}: windy's μ moved");
+        let layers = records[1]["layers"].as_array().unwrap();
+        let expected = if kind == "brc" { 4 } else { 3 };
+        assert_eq!(
+            layers.len(),
+            expected,
+            "{kind}: every linear layer has residuals"
+        );
+        assert!(records[1]["kl"]["heavy"].as_f64().unwrap().is_finite());
+        assert_eq!(
+            records[1]["mean_sigma"].as_object().unwrap().is_empty(),
+            kind == "shared_dqn",
+            "σ only in the variational run"
+        );
+    }
+    // Plain runs write no varshare.jsonl.
+    let plain = tmp.path().join("plain");
+    run(&smoke(&["training.episodes_per_task=1"]), &plain);
+    assert!(!plain.join("varshare.jsonl").exists());
+}
