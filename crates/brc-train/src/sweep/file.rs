@@ -94,7 +94,7 @@ pub(super) fn expand(path: &Path) -> Result<(PathBuf, Vec<SweepRun>), SweepError
                 SweepError::Config {
                     sweep: path.to_path_buf(),
                     entry: format!("configs[{c}]"),
-                    source: Box::new(ConfigError { origin, ..e }),
+                    error: Box::new(ConfigError { origin, ..e }),
                 }
             })?;
             let label: Vec<String> = point

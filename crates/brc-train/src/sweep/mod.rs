@@ -40,14 +40,16 @@ pub enum SweepError {
         message: String,
     },
     /// One of the sweep's configs (with its overrides) is invalid.
-    #[error("{}: {entry}: {source}", sweep.display())]
+    #[error("{}: {entry}: {error}", sweep.display())]
     Config {
         /// The sweep file.
         sweep: PathBuf,
         /// Which entry of `configs`.
         entry: String,
-        /// The config's error (its origin names the file, or the `[set]` / `[grid]` entry).
-        source: Box<ConfigError>,
+        /// The config's error (its origin names the file, or the `[set]` / `[grid]` entry), in
+        /// the message: a one-line error with no cause of its own, so not a `source` (the CLI
+        /// would print it twice).
+        error: Box<ConfigError>,
     },
     /// The sweep expands differently from the run list written when it was first planned.
     #[error("{}: the sweep (its file or a config it names) changed since this run list was written: {change}; --force replaces the list", list.display())]
