@@ -27,6 +27,20 @@ impl Method {
     pub fn parameters(&self) -> Option<usize> {
         self.runs.iter().find_map(|r| r.parameters)
     }
+
+    /// VarShare's parameters after pruning ([`Run::pruned_parameters`]), the mean over the
+    /// seeds that log them.
+    pub fn pruned_parameters(&self) -> Option<usize> {
+        let counts: Vec<usize> = self
+            .runs
+            .iter()
+            .filter_map(Run::pruned_parameters)
+            .collect();
+        if counts.is_empty() {
+            return None;
+        }
+        Some((counts.iter().sum::<usize>() as f64 / counts.len() as f64).round() as usize)
+    }
 }
 
 fn invalid(path: &Path, message: impl Into<String>) -> RunError {

@@ -884,7 +884,7 @@ fn compare_report(
         let k = same.iter().position(|&j| j == i).unwrap_or(0) as f64;
         p as f64 * (1.0 + 0.02 * (k - (same.len() as f64 - 1.0) / 2.0))
     };
-    let points = methods
+    let mut points: Vec<ScatterPoint> = methods
         .iter()
         .zip(&rows)
         .enumerate()
@@ -900,6 +900,25 @@ fn compare_report(
             })
         })
         .collect();
+    // VarShare also at its size after pruning (the residual entries that carry information),
+    // in its colour, without a second error bar.
+    points.extend(
+        methods
+            .iter()
+            .zip(&rows)
+            .enumerate()
+            .filter_map(|(i, (m, r))| {
+                Some(ScatterPoint {
+                    label: format!("{}, after pruning", m.name),
+                    color: i,
+                    hollow: true,
+                    x: m.pruned_parameters()? as f64,
+                    y: r.average.mean,
+                    y_lower: f64::NAN,
+                    y_upper: f64::NAN,
+                })
+            }),
+    );
     o.figure(
         "parameter_efficiency",
         "Parameter efficiency",

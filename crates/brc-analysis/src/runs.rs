@@ -164,6 +164,26 @@ impl Run {
     pub fn updates(&self) -> Option<u64> {
         self.episodes.last().and_then(|e| e.updates)
     }
+
+    /// A VarShare run's trainable parameters after pruning, at its last `varshare.jsonl`
+    /// line: the shared ones plus each task's surviving residual entries, each counting μ and
+    /// (variational residuals, which log a σ) its ρ. `None` for other runs, or when the log
+    /// does not fit the run's parameter count.
+    pub fn pruned_parameters(&self) -> Option<usize> {
+        let last = self.varshare.last()?;
+        let per_entry = if last.mean_sigma.is_empty() { 1.0 } else { 2.0 };
+        let adapters = last.weights * per_entry * last.kept_fraction_all.len() as f64;
+        let shared = self.parameters? as f64 - adapters;
+        if shared < 0.0 || last.kept_fraction_all.is_empty() {
+            return None;
+        }
+        let kept: f64 = last
+            .kept_fraction_all
+            .values()
+            .map(|f| (f * last.weights).round() * per_entry)
+            .sum();
+        Some((shared + kept).round() as usize)
+    }
 }
 
 /// Task names in order of first appearance.
@@ -712,6 +732,47 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not a run directory"));
+    }
+
+    #[test]
+    fn pruned_parameters_count_the_shared_ones_and_the_surviving_residuals() {
+        let sample = |sigma: bool| VarShareSample {
+            after_episode: 30,
+            kl: BTreeMap::new(),
+            weights: 100.0,
+            mean_sigma: if sigma {
+                [("a".to_string(), 1e-3)].into()
+            } else {
+                BTreeMap::new()
+            },
+            kept_fraction: Vec::new(),
+            kept_fraction_all: [("a".to_string(), 0.5), ("b".into(), 0.1), ("c".into(), 0.0)]
+                .into(),
+        };
+        let run = |parameters: usize, sigma: bool| Run {
+            label: "seed-0".into(),
+            method: "varshare".into(),
+            agent: Some("brc".into()),
+            seed: Some(0),
+            parameters: Some(parameters),
+            tasks: vec!["a".into(), "b".into(), "c".into()],
+            episodes: Vec::new(),
+            evaluations: Vec::new(),
+            conflicts: Vec::new(),
+            diagnostics: BTreeMap::new(),
+            varshare: vec![sample(sigma)],
+            wall_seconds: None,
+            finished: true,
+        };
+        // 1,000 shared + 3 tasks × 100 residual entries × (μ, ρ); 50 + 10 + 0 survive.
+        assert_eq!(run(1600, true).pruned_parameters(), Some(1000 + 60 * 2));
+        // l2 residuals have no ρ.
+        assert_eq!(run(1300, false).pruned_parameters(), Some(1000 + 60));
+        // More residuals than parameters: the log is not this run's.
+        assert_eq!(run(500, true).pruned_parameters(), None);
+        let mut plain = run(1600, true);
+        plain.varshare.clear();
+        assert_eq!(plain.pruned_parameters(), None);
     }
 
     #[test]
