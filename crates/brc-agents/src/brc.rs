@@ -626,15 +626,7 @@ impl Agent for Brc {
     }
 
     fn set_shared_only(&mut self, shared_only: bool) -> Result<()> {
-        match &mut self.varshare {
-            Some(v) => {
-                v.shared_only = shared_only;
-                Ok(())
-            }
-            None => Err(AgentError::Unsupported(
-                "brc has no task residuals to switch off (only [agent.varshare] runs do)".into(),
-            )),
-        }
+        varshare::set_shared_only(&mut self.varshare, "brc", shared_only)
     }
 
     fn epsilon(&self, _task: usize) -> f64 {

@@ -194,16 +194,7 @@ impl Agent for SharedDqn {
     }
 
     fn set_shared_only(&mut self, shared_only: bool) -> Result<()> {
-        match &mut self.varshare {
-            Some(v) => {
-                v.shared_only = shared_only;
-                Ok(())
-            }
-            None => Err(AgentError::Unsupported(
-                "shared_dqn has no task residuals to switch off (only [agent.varshare] runs do)"
-                    .into(),
-            )),
-        }
+        varshare::set_shared_only(&mut self.varshare, "shared_dqn", shared_only)
     }
 
     fn q_values(&self, obs: &[f32; OBS_DIM], task: usize) -> Result<[f32; 4]> {

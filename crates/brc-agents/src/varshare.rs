@@ -29,7 +29,7 @@ use candle_core::Tensor;
 use rand_pcg::Pcg32;
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, VarShareConfig};
+use crate::{AgentError, Result, VarShareConfig};
 
 /// Shared, per-task adapter and total trainable parameters of an agent's online network(s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,4 +288,22 @@ pub(crate) fn decays(params: &brc_nn::ParamStore) -> Vec<bool> {
         .iter()
         .map(|(n, _)| !(n.contains(".residual_mu.") || n.contains(".residual_rho.")))
         .collect()
+}
+
+/// Switches an agent's residuals off (`true`: θ alone) or on; an agent without VarShare
+/// (`agent` names it) has none to switch.
+pub(crate) fn set_shared_only(
+    varshare: &mut Option<VarShare>,
+    agent: &str,
+    shared_only: bool,
+) -> Result<()> {
+    match varshare {
+        Some(v) => {
+            v.shared_only = shared_only;
+            Ok(())
+        }
+        None => Err(AgentError::Unsupported(format!(
+            "{agent} has no task residuals to switch off (only [agent.varshare] runs do)"
+        ))),
+    }
 }
