@@ -235,17 +235,20 @@ pub(crate) struct Schedules {
     pub(crate) varshare_seed: Option<u64>,
 }
 
-/// Saves a single-network agent: online and target weights, optimizer moments, schedules.
+/// Saves a single-network agent (or an ensemble of them): each network's weights under its
+/// prefix (`online.`, `target.`, …), optimizer moments, schedules.
 pub(crate) fn save_single(
     path: &Path,
     kind: AgentKind,
     config: &Value,
-    nets: [&brc_nn::ParamStore; 2],
+    nets: &[(String, brc_nn::ParamStore)],
     optimizer: &crate::optim::AdamW,
     schedules: Schedules,
 ) -> Result<()> {
-    let mut tensors = param_tensors("online.", nets[0]);
-    tensors.extend(param_tensors("target.", nets[1]));
+    let mut tensors = Vec::new();
+    for (prefix, params) in nets {
+        tensors.extend(param_tensors(prefix, params));
+    }
     let (moments, step) = optimizer.state("opt.")?;
     tensors.extend(moments);
     let state = serde_json::json!({ "schedules": schedules, "optimizer_step": step });
@@ -258,12 +261,13 @@ pub(crate) fn load_single(
     kind: AgentKind,
     config: &Value,
     device: &Device,
-    nets: [&brc_nn::ParamStore; 2],
+    nets: &[(String, brc_nn::ParamStore)],
     optimizer: &mut crate::optim::AdamW,
 ) -> Result<Schedules> {
     let loaded = read(path, kind, config, device)?;
-    restore_params(&loaded, "online.", nets[0])?;
-    restore_params(&loaded, "target.", nets[1])?;
+    for (prefix, params) in nets {
+        restore_params(&loaded, prefix, params)?;
+    }
     if !loaded.weights_only() {
         let step = loaded.field("optimizer_step")?;
         optimizer.restore("opt.", step, |n, d| loaded.tensor(n, d))?;

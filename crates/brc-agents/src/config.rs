@@ -21,6 +21,9 @@ impl std::fmt::Display for ConfigIssue {
     }
 }
 
+/// The most critics a BRC ensemble may have (a sanity bound: each costs a full network).
+pub const MAX_CRITICS: usize = 8;
+
 fn issue(key: impl Into<String>, value: impl std::fmt::Display, message: &str) -> ConfigIssue {
     ConfigIssue {
         key: key.into(),
@@ -216,6 +219,14 @@ impl AgentConfig {
             AgentConfig::IndependentDqn(_) => None,
             AgentConfig::SharedDqn(c) => c.varshare.as_ref(),
             AgentConfig::Brc(c) => c.varshare.as_ref(),
+        }
+    }
+
+    /// Critics per value network: BRC's `critics`, 1 for the DQN agents.
+    pub fn critics(&self) -> usize {
+        match self {
+            AgentConfig::Brc(c) => c.critics,
+            _ => 1,
         }
     }
 
@@ -424,6 +435,11 @@ pub struct BrcConfig {
     /// VarShare's task residuals on BroNet (absent: a plain BRC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub varshare: Option<VarShareConfig>,
+    /// Critics in the ensemble (the BRC code's default is 2). Each is a BroNet with its own
+    /// initialisation and target copy; all learn toward one target, the mean of the target
+    /// critics' distributions at the action the mean online critic picks, and act on the mean
+    /// Q. 1 (the design note): a single critic.
+    pub critics: usize,
 }
 
 impl Default for BrcConfig {
@@ -449,6 +465,7 @@ impl Default for BrcConfig {
             gradnorm_lr: 0.025,
             cagrad_c: 0.5,
             varshare: None,
+            critics: 1,
         }
     }
 }
@@ -477,7 +494,27 @@ impl BrcConfig {
         if let Some(v) = &self.varshare {
             v.validate(self.gradient)?;
         }
+        self.validate_critics()?;
         self.gradient_settings().validate()
+    }
+
+    fn validate_critics(&self) -> Result<(), ConfigIssue> {
+        if !(1..=MAX_CRITICS).contains(&self.critics) {
+            return Err(issue(
+                "critics",
+                self.critics,
+                &format!("must be 1 to {MAX_CRITICS}"),
+            ));
+        }
+        if self.critics > 1 && (self.varshare.is_some() || self.gradient != GradientMethod::Mean) {
+            return Err(issue(
+                "critics",
+                self.critics,
+                "must be 1 with [agent.varshare] or a gradient method other than \"mean\" \
+                 (neither is built for an ensemble)",
+            ));
+        }
+        Ok(())
     }
 
     /// The gradient method and its settings.
@@ -665,6 +702,30 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("betta"), "{e}");
+    }
+
+    #[test]
+    fn critics_are_one_by_default_and_bad_counts_or_combinations_are_errors() {
+        assert_eq!(BrcConfig::default().critics, 1);
+        let check = |text: &str| {
+            serde_json::from_str::<AgentConfig>(text)
+                .unwrap()
+                .validate(&tasks())
+                .map_err(|e| e.to_string())
+        };
+        check(r#"{"kind": "brc", "critics": 2}"#).unwrap();
+        assert_eq!(
+            check(r#"{"kind": "brc", "critics": 0}"#).unwrap_err(),
+            "critics = 0: must be 1 to 8"
+        );
+        assert_eq!(
+            check(r#"{"kind": "brc", "critics": 9}"#).unwrap_err(),
+            "critics = 9: must be 1 to 8"
+        );
+        for other in [r#""gradient": "pcgrad""#, r#""varshare": {}"#] {
+            let e = check(&format!(r#"{{"kind": "brc", "critics": 2, {other}}}"#)).unwrap_err();
+            assert!(e.starts_with("critics = 2: must be 1 with"), "{e}");
+        }
     }
 
     #[test]

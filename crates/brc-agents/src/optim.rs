@@ -176,13 +176,17 @@ impl AdamW {
     /// One update from gradients already on the host, one vector per parameter in order (the
     /// BRC CPU fast path); the same rule, clipping and weight decay as [`AdamW::step`]. Returns
     /// the gradient norm before clipping.
-    pub(crate) fn step_host(&mut self, grads: &[Vec<f32>], clip: f64) -> Result<f32> {
+    pub(crate) fn step_host<G: AsRef<[f32]>>(&mut self, grads: &[G], clip: f64) -> Result<f32> {
         if self.host.is_none() || grads.len() != self.params.len() {
             return Err(crate::AgentError::Batch(
                 "host gradients need CPU parameters, one vector each".into(),
             ));
         }
-        let norm = grads.iter().map(|g| sum_squares(g)).sum::<f64>().sqrt() as f32;
+        let norm = grads
+            .iter()
+            .map(|g| sum_squares(g.as_ref()))
+            .sum::<f64>()
+            .sqrt() as f32;
         let scale = if clip > 0.0 && f64::from(norm) > clip {
             clip / (f64::from(norm) + 1e-6)
         } else {
@@ -191,7 +195,7 @@ impl AdamW {
         self.step += 1;
         let coefs = self.host_coefficients(scale as f32);
         for (i, g) in grads.iter().enumerate() {
-            self.host_update(i, g, &coefs)?;
+            self.host_update(i, g.as_ref(), &coefs)?;
         }
         Ok(norm)
     }

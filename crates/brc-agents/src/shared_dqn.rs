@@ -290,19 +290,25 @@ impl Agent for SharedDqn {
             surgery: self.surgery.as_ref().and_then(Surgery::state),
             varshare_seed: self.varshare.as_ref().map(|v| v.seed),
         };
-        let nets = [self.online.params(), self.target.params()];
+        let nets = [
+            ("online.".to_string(), self.online.params().clone()),
+            ("target.".to_string(), self.target.params().clone()),
+        ];
         checkpoint::save_single(
             path,
             self.kind(),
             &self.config_json(),
-            nets,
+            &nets,
             &self.optimizer,
             schedules,
         )
     }
 
     fn load(&mut self, path: &Path) -> Result<()> {
-        let nets = [self.online.params(), self.target.params()];
+        let nets = [
+            ("online.".to_string(), self.online.params().clone()),
+            ("target.".to_string(), self.target.params().clone()),
+        ];
         let device = self.ctx.device.clone();
         let config = self.config_json();
         let s = checkpoint::load_single(
@@ -310,7 +316,7 @@ impl Agent for SharedDqn {
             self.kind(),
             &config,
             &device,
-            nets,
+            &nets,
             &mut self.optimizer,
         )?;
         self.exploration = s.exploration;

@@ -69,6 +69,11 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         println!("run        {}", config.run.name);
         println!("agent      {}", agent.kind());
         println!("parameters {}", agent.num_params());
+        let critics = config.agent.critics();
+        if critics > 1 {
+            let each = agent.num_params() / critics;
+            println!("critics    {critics} × {each} (mean target, mean Q)");
+        }
         if let Some(v) = config.agent.varshare() {
             let tasks = config.tasks.len();
             println!(

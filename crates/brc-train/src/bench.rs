@@ -253,6 +253,16 @@ fn cases() -> Vec<(&'static str, AgentConfig, UpdateKind, bool)> {
         ),
         ("brc", brc(), Plain, true),
         ("brc_tuned", AgentConfig::Brc(brc_tuned()), Plain, false),
+        // The 2-critic ensemble of the tuned BRC (issue 20's lever): about twice its update.
+        (
+            "brc_tuned_critics2",
+            AgentConfig::Brc(BrcConfig {
+                critics: 2,
+                ..brc_tuned()
+            }),
+            Plain,
+            false,
+        ),
         // VarShare on the same batches as `brc` / `brc_tuned` / `shared_dqn` (candle's graph).
         (
             "brc_varshare",
@@ -334,7 +344,7 @@ fn brc_update_flops(config: &BrcConfig, rows: usize) -> f64 {
     let (h, d_in) = (config.hidden_dim, 8 + config.embedding_dim);
     let out = NUM_ACTIONS * config.num_atoms;
     let macs = d_in * h + config.num_blocks * 2 * h * h + h * out;
-    10.0 * (rows * macs) as f64
+    10.0 * (rows * macs * config.critics) as f64
 }
 
 /// Fills `batch` with 64 transitions from each task in turn.
