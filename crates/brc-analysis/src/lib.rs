@@ -4,6 +4,7 @@
 //! and tables built from them, and the `analyze` / `compare` reports with their plots.
 
 pub mod aggregates;
+pub mod colors;
 pub mod curves;
 pub mod efficiency;
 pub mod groups;

@@ -775,7 +775,7 @@ pub fn compare(
 
 /// How the report tells methods apart, said once at its top.
 fn style_note() -> &'static str {
-    "Each method keeps one colour in every figure of this report; the earlier Python project's rows (\"(predecessor)\") are drawn dashed (curves), hatched (bars) or hollow (points)."
+    "Each method keeps one colour in every figure, here and in the other comparisons (the colour follows the method's name); the earlier Python project's rows (\"(predecessor)\") take their method's colour and are drawn dashed (curves), hatched (bars) or hollow (points)."
 }
 
 /// [`compare`], also returning the figures drawn (for the tests).
@@ -797,6 +797,7 @@ fn compare_report(
         Some(specs) => groups_from_specs(methods, specs)?,
         None => groups_by_name(methods),
     };
+    let colors = crate::colors::method_colors(methods, brc_plot::PALETTE.len());
     let mut o = Output::new(out, "Method comparison")?;
     let ours = match &opts.final_evaluation {
         Some(report) => format!("our runs; final evaluation from each run's `{report}`"),
@@ -826,7 +827,7 @@ fn compare_report(
 
     let refs: Option<Vec<_>> = tasks.iter().map(|t| reference(t)).collect();
     match refs {
-        Some(refs) => write_aggregates(&mut o, methods, &tasks, &refs, &groups, opts)?,
+        Some(refs) => write_aggregates(&mut o, methods, &colors, &tasks, &refs, &groups, opts)?,
         None => {
             let unknown: Vec<&str> = tasks
                 .iter()
@@ -865,7 +866,7 @@ fn compare_report(
                 series: methods
                     .iter()
                     .enumerate()
-                    .map(|(i, m)| final_bars(m, &tasks, i, &m.name))
+                    .map(|(i, m)| final_bars(m, &tasks, colors[i], &m.name))
                     .collect(),
                 hlines: solved_line(),
             })],
@@ -873,17 +874,12 @@ fn compare_report(
         },
     )?;
 
-    write_learning_curves(&mut o, methods, &tasks, &groups, opts)?;
+    write_learning_curves(&mut o, methods, &colors, &tasks, &groups, opts)?;
 
-    // Methods of the same size (BRC variants) would hide each other: their points are
-    // spread 2% of the size apart around it.
-    let dodge = |i: usize, p: usize| {
-        let same: Vec<usize> = (0..methods.len())
-            .filter(|&j| methods[j].parameters() == Some(p))
-            .collect();
-        let k = same.iter().position(|&j| j == i).unwrap_or(0) as f64;
-        p as f64 * (1.0 + 0.02 * (k - (same.len() as f64 - 1.0) / 2.0))
-    };
+    // Methods of (nearly) the same size would hide each other: each cluster's points are
+    // spread a fixed share of the axis apart, in method order.
+    let sizes: Vec<Option<usize>> = methods.iter().map(Method::parameters).collect();
+    let dodged = dodge_sizes(&sizes);
     let mut points: Vec<ScatterPoint> = methods
         .iter()
         .zip(&rows)
@@ -891,9 +887,9 @@ fn compare_report(
         .filter_map(|(i, (m, r))| {
             Some(ScatterPoint {
                 label: m.name.clone(),
-                color: i,
+                color: colors[i],
                 hollow: m.predecessor,
-                x: dodge(i, m.parameters()?),
+                x: m.parameters().map(|_| dodged[i])?,
                 y: r.average.mean,
                 y_lower: r.average.lower,
                 y_upper: r.average.upper,
@@ -910,7 +906,7 @@ fn compare_report(
             .filter_map(|(i, (m, r))| {
                 Some(ScatterPoint {
                     label: format!("{}, after pruning", m.name),
-                    color: i,
+                    color: colors[i],
                     hollow: true,
                     x: m.pruned_parameters()? as f64,
                     y: r.average.mean,
@@ -923,7 +919,7 @@ fn compare_report(
         "parameter_efficiency",
         "Parameter efficiency",
         Figure {
-            title: "Average final return against parameters (mean and 95% CI over seeds; equal sizes spread apart)".into(),
+            title: "Average final return against parameters (mean and 95% CI over seeds; near sizes spread apart)".into(),
             panels: vec![Panel::Scatter(ScatterChart {
                 title: String::new(),
                 // Linear: the sizes compared span one decade, where a log axis has one tick.
@@ -946,7 +942,7 @@ fn compare_report(
                 .enumerate()
                 .map(|(i, mc)| BarSeries {
                     label: mc.method.clone(),
-                    color: i,
+                    color: colors[i],
                     hatched: methods[i].predecessor,
                     values: tasks
                         .iter()
@@ -1021,6 +1017,7 @@ fn compare_report(
 /// One interval row per method, in its colour (hollow for the predecessor's).
 fn interval_rows(
     methods: &[Method],
+    colors: &[usize],
     aggs: &[Aggregate],
     stat: impl Fn(&Aggregate) -> Estimate,
 ) -> Vec<IntervalRow> {
@@ -1032,7 +1029,7 @@ fn interval_rows(
             let e = stat(a);
             IntervalRow {
                 label: m.name.clone(),
-                color: i,
+                color: colors[i],
                 hollow: m.predecessor,
                 value: e.mean,
                 lower: e.lower,
@@ -1047,6 +1044,7 @@ fn interval_rows(
 fn write_aggregates(
     o: &mut Output,
     methods: &[Method],
+    colors: &[usize],
     tasks: &[String],
     refs: &[crate::aggregates::TaskReference],
     groups: &[Group],
@@ -1081,14 +1079,14 @@ fn write_aggregates(
         Figure {
             title: "Final returns normalised per task (0 = random, 1 = return 200): point estimate and 95% stratified-bootstrap CI".into(),
             panels: vec![
-                panel("IQM", "normalised score", true, interval_rows(methods, &aggs, |a| a.iqm), solved()),
-                panel("median", "normalised score", false, interval_rows(methods, &aggs, |a| a.median), solved()),
-                panel("mean", "normalised score", false, interval_rows(methods, &aggs, |a| a.mean), solved()),
+                panel("IQM", "normalised score", true, interval_rows(methods, colors, &aggs, |a| a.iqm), solved()),
+                panel("median", "normalised score", false, interval_rows(methods, colors, &aggs, |a| a.median), solved()),
+                panel("mean", "normalised score", false, interval_rows(methods, colors, &aggs, |a| a.mean), solved()),
                 panel(
                     "optimality gap",
                     "shortfall below 1 (lower is better)",
                     false,
-                    interval_rows(methods, &aggs, |a| a.optimality_gap),
+                    interval_rows(methods, colors, &aggs, |a| a.optimality_gap),
                     Vec::new(),
                 ),
             ],
@@ -1124,7 +1122,7 @@ fn write_aggregates(
                         performance_profile(m, tasks, refs, &grid, resamples, opts.bootstrap_seed);
                     Series {
                         label: m.name.clone(),
-                        color: i,
+                        color: colors[i],
                         points: p.iter().map(|q| (q.0, q.1)).collect(),
                         band: if p.iter().any(|q| q.3 > q.2) {
                             p.iter().map(|q| (q.0, q.2, q.3)).collect()
@@ -1166,6 +1164,7 @@ fn write_aggregates(
 fn write_learning_curves(
     o: &mut Output,
     methods: &[Method],
+    colors: &[usize],
     tasks: &[String],
     groups: &[Group],
     opts: &ReportOptions,
@@ -1187,7 +1186,7 @@ fn write_learning_curves(
                         // no env steps).
                         (!band.is_empty()).then(|| Series {
                             style: curve_style(m),
-                            ..band_series(&m.name, i, &band)
+                            ..band_series(&m.name, colors[i], &band)
                         })
                     })
                     .collect();
@@ -1228,11 +1227,72 @@ fn write_learning_curves(
     Ok(())
 }
 
+/// The x position of each method in the parameter-efficiency figure: its size, except that
+/// sizes within 3% of the axis span of each other form a cluster whose points sit 1.5% of the
+/// span apart around the cluster's mean size (methods without a size keep `NaN`).
+fn dodge_sizes(sizes: &[Option<usize>]) -> Vec<f64> {
+    let mut order: Vec<(usize, f64)> = sizes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, (*p)? as f64)))
+        .collect();
+    order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let mut x = vec![f64::NAN; sizes.len()];
+    let (Some(first), Some(last)) = (order.first(), order.last()) else {
+        return x;
+    };
+    let span = (last.1 - first.1).max(last.1 * 0.1).max(1.0);
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && order[end].1 - order[end - 1].1 <= 0.03 * span {
+            end += 1;
+        }
+        let cluster = &mut order[start..end];
+        let center = cluster.iter().map(|c| c.1).sum::<f64>() / cluster.len() as f64;
+        // Method order within the cluster, so a method's place does not depend on its size.
+        cluster.sort_by_key(|c| c.0);
+        let n = cluster.len() as f64;
+        for (k, (i, _)) in cluster.iter().enumerate() {
+            x[*i] = center + 0.015 * span * (k as f64 - (n - 1.0) / 2.0);
+        }
+        start = end;
+    }
+    x
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runs::{Conflict, Episode, Evaluation, Run};
     use brc_plot::{PANEL_HEIGHT, PANEL_WIDTH, TITLE_HEIGHT};
+
+    #[test]
+    fn near_sizes_spread_apart_in_method_order_and_far_sizes_stay() {
+        // Three Shared-DQN-sized methods (one a little smaller), one without a size, two BRCs.
+        let sizes = [
+            Some(36_836),
+            Some(35_716),
+            None,
+            Some(459_820),
+            Some(36_836),
+            Some(459_820),
+        ];
+        let x = dodge_sizes(&sizes);
+        let span = 459_820.0 - 35_716.0;
+        assert!(x[2].is_nan());
+        // The small cluster: method order left to right, 1.5% of the span apart.
+        assert!(x[0] < x[1] && x[1] < x[4], "{x:?}");
+        for (a, b) in [(0, 1), (1, 4)] {
+            assert!(((x[b] - x[a]) - 0.015 * span).abs() < 1e-6, "{x:?}");
+        }
+        let center = (36_836.0 * 2.0 + 35_716.0) / 3.0;
+        assert!((x[1] - center).abs() < 1e-6);
+        // The BRC pair, around its size.
+        assert!((x[3] + x[5] - 2.0 * 459_820.0).abs() < 1e-6 && x[3] < x[5]);
+        // A lone method keeps its size.
+        assert_eq!(dodge_sizes(&[Some(1000)]), vec![1000.0]);
+    }
 
     const TASKS: [&str; 3] = ["standard", "windy", "heavy"];
 
