@@ -79,6 +79,42 @@ fn a_sweep_expands_configs_grid_and_seeds_into_stable_runs() {
 }
 
 #[test]
+fn variants_run_one_change_each_under_their_own_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(
+        tmp.path(),
+        "seeds = [0, 1]\n[set]\n\"agent.lr\" = 1e-3\n\
+         [[variants]]\nname = \"smoke_low_lr\"\nset = { \"agent.lr\" = 1e-4 }\n\
+         [[variants]]\nname = \"smoke_two_critics\"\nset = { \"agent.critics\" = 2 }\n",
+    );
+    let sweep = Sweep::open(&file, false).unwrap();
+    let dirs: Vec<String> = sweep
+        .runs
+        .iter()
+        .map(|r| r.dir.display().to_string())
+        .collect();
+    assert_eq!(
+        dirs,
+        [
+            "smoke_low_lr/seed-0",
+            "smoke_two_critics/seed-0",
+            "smoke_low_lr/seed-1",
+            "smoke_two_critics/seed-1",
+        ]
+    );
+    let agent = |i: usize| match &sweep.runs[i].config.agent {
+        brc_agents::AgentConfig::Brc(a) => a.clone(),
+        _ => panic!("the smoke config is a BRC agent"),
+    };
+    // A variant's change only, on top of [set].
+    assert_eq!((agent(0).lr, agent(0).critics), (1e-4, 1));
+    assert_eq!((agent(1).lr, agent(1).critics), (1e-3, 2));
+    assert_eq!(sweep.runs[3].config.run.name, "smoke_two_critics");
+    let methods: Vec<&str> = sweep.methods().iter().map(|(m, _)| *m).collect();
+    assert_eq!(methods, ["smoke_low_lr", "smoke_two_critics"]);
+}
+
+#[test]
 fn a_changed_sweep_file_is_refused_unless_forced_but_more_seeds_extend_it() {
     let tmp = tempfile::tempdir().unwrap();
     let file = sweep_file(tmp.path(), "seeds = [0, 1]\n[set]\n\"agent.lr\" = 3e-4\n");
@@ -153,6 +189,30 @@ fn bad_sweep_files_are_one_line_errors_naming_the_problem() {
         (
             "seeds = [0]\n[grid]\n\"agent.hidden_dim\" = [32, 32]\n",
             "would share the directory smoke/agent.hidden_dim=32/seed-0",
+        ),
+        (
+            "seeds = [0]\n[[variants]]\nname = \"a\"\n[[variants]]\nname = \"a\"\n",
+            "[[variants]] name = \"a\" is given twice",
+        ),
+        (
+            "seeds = [0]\n[[variants]]\nname = \"../a\"\n",
+            "[[variants]] name = \"../a\": expected letters",
+        ),
+        (
+            "seeds = [0]\n[[variants]]\nname = \"a\"\nset = { \"run.name\" = \"b\" }\n",
+            "run.name is the variant's name",
+        ),
+        (
+            "seeds = [0]\n[[variants]]\nname = \"a\"\nset = { \"run.seed\" = 3 }\n",
+            "run.seed: set by the sweep",
+        ),
+        (
+            "seeds = [0]\n[[variants]]\nname = \"a\"\nset = { \"agent.critics\" = 0 }\n",
+            "[[variants]] a: agent.critics = 0: agent.critics = 0: must be 1 to 8",
+        ),
+        (
+            "seeds = [0]\n[[variants]]\nnam = \"a\"\n",
+            "unknown field `nam`",
         ),
     ] {
         let file = sweep_file(tmp.path(), body);

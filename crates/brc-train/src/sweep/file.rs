@@ -1,4 +1,5 @@
-//! The sweep file (TOML) and its expansion into runs: every (config, grid point, seed).
+//! The sweep file (TOML) and its expansion into runs: every (config, variant, grid point,
+//! seed).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,19 @@ struct SweepFile {
     /// Overrides with several values: every combination, for every config.
     #[serde(default)]
     grid: toml::Table,
+    /// Named one-change variants of every config (`[[variants]]`), each run under its own
+    /// `run.name`: an ablation's levers one at a time, where `[grid]` would cross them.
+    #[serde(default)]
+    variants: Vec<Variant>,
+}
+
+/// One `[[variants]]` entry: a name (the runs' `run.name`) and its overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Variant {
+    name: String,
+    #[serde(default)]
+    set: toml::Table,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,13 +67,15 @@ pub(super) fn expand(path: &Path) -> Result<(PathBuf, Vec<SweepRun>), SweepError
     if file.configs.is_empty() {
         return Err(bad("configs: at least one config is needed".into()));
     }
-    for key in file.set.keys().chain(file.grid.keys()) {
+    let variant_keys = file.variants.iter().flat_map(|v| v.set.keys());
+    for key in file.set.keys().chain(file.grid.keys()).chain(variant_keys) {
         if SWEEP_KEYS.contains(&key.as_str()) {
             return Err(bad(format!(
-                "{key}: set by the sweep (seeds and output_dir), not by [set] or [grid]"
+                "{key}: set by the sweep (seeds and output_dir), not by [set], [grid] or [[variants]]"
             )));
         }
     }
+    check_variants(&file.variants).map_err(bad)?;
     let set: Vec<(String, String)> = file
         .set
         .iter()
@@ -72,11 +88,23 @@ pub(super) fn expand(path: &Path) -> Result<(PathBuf, Vec<SweepRun>), SweepError
         .collect();
     let points = grid_points(&file.grid).map_err(bad)?;
 
-    // Validate every (config, grid point) once; seeds only change run.seed.
+    // Without [[variants]], each config once as it is.
+    let variants: Vec<Option<&Variant>> = if file.variants.is_empty() {
+        vec![None]
+    } else {
+        file.variants.iter().map(Some).collect()
+    };
+
+    // Validate every (config, variant, grid point) once; seeds only change run.seed.
     let mut methods = Vec::new();
     for (c, config_file) in file.configs.iter().enumerate() {
         let config_path = lexical(&base.join(config_file));
-        for point in &points {
+        for (variant, point) in variants
+            .iter()
+            .flat_map(|v| points.iter().map(move |p| (*v, p)))
+        {
+            let variant_set = variant_overrides(path, variant);
+            let set: Vec<&(String, String)> = set.iter().chain(&variant_set).collect();
             let grid: Vec<(String, String)> = point
                 .iter()
                 .map(|(k, v)| {
@@ -84,10 +112,16 @@ pub(super) fn expand(path: &Path) -> Result<(PathBuf, Vec<SweepRun>), SweepError
                     (format!("{k}={v}"), origin)
                 })
                 .collect();
-            let overrides: Vec<String> = set.iter().chain(&grid).map(|(o, _)| o.clone()).collect();
+            let overrides: Vec<String> = set
+                .iter()
+                .copied()
+                .chain(&grid)
+                .map(|(o, _)| o.clone())
+                .collect();
             let config = load_config(&config_path, &overrides).map_err(|e| {
                 let origin = set
                     .iter()
+                    .copied()
                     .chain(&grid)
                     .find(|(o, _)| e.origin == format!("--set {o}"))
                     .map_or_else(|| e.origin.clone(), |(_, origin)| origin.clone());
@@ -137,6 +171,50 @@ pub(super) fn expand(path: &Path) -> Result<(PathBuf, Vec<SweepRun>), SweepError
         }
     }
     Ok((output_dir, runs))
+}
+
+/// Variant names: non-empty, usable as a directory name, unique; `run.name` is the name.
+fn check_variants(variants: &[Variant]) -> Result<(), String> {
+    for (i, v) in variants.iter().enumerate() {
+        let ok = !v.name.is_empty()
+            && v.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            && v.name != "."
+            && v.name != "..";
+        if !ok {
+            return Err(format!(
+                "[[variants]] name = {:?}: expected letters, digits, `_`, `-` or `.` (it names the runs' directory)",
+                v.name
+            ));
+        }
+        if variants[..i].iter().any(|w| w.name == v.name) {
+            return Err(format!("[[variants]] name = {:?} is given twice", v.name));
+        }
+        if v.set.contains_key("run.name") {
+            return Err(format!(
+                "[[variants]] {}: run.name is the variant's name, not one of its overrides",
+                v.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A variant's overrides with their origins, its name as `run.name` first.
+fn variant_overrides(path: &Path, variant: Option<&Variant>) -> Vec<(String, String)> {
+    let Some(v) = variant else {
+        return Vec::new();
+    };
+    let origin = |what: String| format!("{} [[variants]] {}: {what}", path.display(), v.name);
+    let name = toml::Value::String(v.name.clone());
+    std::iter::once((format!("run.name={name}"), origin(format!("name = {name}"))))
+        .chain(
+            v.set
+                .iter()
+                .map(|(k, val)| (format!("{k}={val}"), origin(format!("{k} = {val}")))),
+        )
+        .collect()
 }
 
 /// The seeds of `seeds = [..]` or `seeds = "a..b"`: at least one, no repeats.
