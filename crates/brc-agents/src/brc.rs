@@ -930,6 +930,7 @@ impl Agent for Brc {
     }
 
     fn task_gradients(&mut self, batches: &[Batch]) -> Result<Option<Vec<Vec<f32>>>> {
+        // An ensemble's conflict is measured on its first critic (under the ensemble's loss).
         if let Some(cell) = &self.cpu {
             // One forward and one backward pass for all tasks: the segments split only the
             // weight gradients.
