@@ -685,8 +685,9 @@ impl Brc {
             .ok_or_else(|| AgentError::Batch("VarShare's draw is not on the CPU".into()))?
     }
 
-    /// One VarShare update on candle's graph: the loss on the update's sampled weights (one
-    /// ε per layer, Flipout signs per row) plus β · the mean penalty per adapter weight.
+    /// One VarShare update: the loss on the update's sampled weights (one ε per layer, Flipout
+    /// signs per row) plus β · the mean penalty per adapter weight, on the CPU path where there
+    /// is one and on candle's graph otherwise.
     fn varshare_update(&mut self, batch: &Batch) -> Result<UpdateStats> {
         if self.varshare_cpu.is_some() {
             return self.varshare_update_on_cpu(batch);
@@ -1035,7 +1036,7 @@ mod cpu_path_tests {
             ..BrcConfig::default()
         };
         assert!(Brc::new(post_ln, ctx(0)).unwrap().cpu.is_none());
-        // VarShare runs on candle's graph, chosen without being asked.
+        // VarShare is not BroNetCpu's network…
         let varshare = BrcConfig {
             varshare: Some(crate::VarShareConfig::default()),
             ..BrcConfig::default()

@@ -253,7 +253,8 @@ fn cases() -> Vec<(&'static str, AgentConfig, UpdateKind, bool)> {
         ),
         ("brc", brc(), Plain, true),
         ("brc_tuned", AgentConfig::Brc(brc_tuned()), Plain, false),
-        // VarShare on the same batches as `brc` / `brc_tuned` / `shared_dqn` (candle's graph).
+        // VarShare on the same batches as `brc` / `brc_tuned` / `shared_dqn` (BRC on its CPU path,
+        // Shared DQN on candle's graph).
         (
             "brc_varshare",
             AgentConfig::Brc(BrcConfig {
