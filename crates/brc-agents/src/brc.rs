@@ -19,7 +19,8 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use brc_nn::ops::{log_softmax, softmax};
-use brc_nn::{BroNet, BroNetCpu, HostGradients, ResidualWeights};
+use brc_nn::task_residual::{group_by_task, TaskSegment};
+use brc_nn::{BroNet, BroNetCpu, HostFlipout, HostGradients, ResidualBroNetCpu, ResidualWeights};
 use candle_core::{Tensor, D};
 use rand::SeedableRng;
 use rand_pcg::Pcg32;
@@ -120,18 +121,101 @@ pub struct Brc {
     surgery: Option<Surgery>,
     /// An update's batch split by task (surgery only), kept to reuse its buffers.
     task_batches: Vec<Batch>,
-    /// VarShare's task residuals (`[agent.varshare]`; candle's graph computes them, the CPU
-    /// fast path declines such networks).
+    /// VarShare's task residuals (`[agent.varshare]`).
     varshare: Option<VarShare>,
     /// The ensemble's further critics (`agent.critics − 1`, none by default). `online` and
     /// `target` above are the first; all learn toward one target (see [`Brc::categorical_loss`]).
     others: Vec<Critic>,
+    /// VarShare's CPU fast path (`None` without VarShare, on other devices and for networks
+    /// it does not compute; candle's graph then computes the residuals).
+    varshare_cpu: Option<RefCell<VarShareCpu>>,
 }
 
 /// A critic of the ensemble beyond the first: its own online network and target copy.
 struct Critic {
     online: BroNet,
     target: BroNet,
+}
+
+/// The residual-BroNet CPU engines and the buffers of one VarShare update (see
+/// [`brc_nn::ResidualBroNetCpu`]; candle's graph is the reference).
+struct VarShareCpu {
+    /// The online network on `[s; s′]` grouped by task, Flipout noise on `s`.
+    online: ResidualBroNetCpu,
+    /// The target network on `s′` grouped by task.
+    target: ResidualBroNetCpu,
+    /// The update's batch with its rows grouped by task.
+    grouped: Batch,
+    obs: Vec<f32>,
+    /// The segments of `[s; s′]`, and of `s′` alone.
+    segments: Vec<TaskSegment>,
+    next_segments: Vec<TaskSegment>,
+    dlogits: Vec<f32>,
+    grads: HostGradients,
+    log_p: Vec<f32>,
+    projected: Vec<f32>,
+    mean_target: Vec<f32>,
+}
+
+impl VarShareCpu {
+    fn new(net: &BroNet) -> Result<Option<Self>> {
+        let c = *net.config();
+        if !net.params().device().is_cpu() || !ResidualBroNetCpu::supports(&c) {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            online: ResidualBroNetCpu::new(c)?,
+            target: ResidualBroNetCpu::new(c)?,
+            grouped: Batch::new(),
+            obs: Vec::new(),
+            segments: Vec::new(),
+            next_segments: Vec::new(),
+            dlogits: Vec::new(),
+            grads: Vec::new(),
+            log_p: vec![0.0; c.num_atoms],
+            projected: vec![0.0; c.num_atoms],
+            mean_target: vec![0.0; c.num_atoms],
+        }))
+    }
+
+    /// Puts `batch`'s rows into `self.grouped` grouped by task (the order candle's residual
+    /// layers use) and lays out `[s; s′]` with its segments.
+    fn group(&mut self, batch: &Batch) {
+        let (order, segments) = group_by_task(&batch.tasks);
+        let g = &mut self.grouped;
+        for v in [
+            &mut g.obs,
+            &mut g.next_obs,
+            &mut g.rewards,
+            &mut g.terminated,
+        ] {
+            v.clear();
+        }
+        g.actions.clear();
+        g.tasks.clear();
+        for &i in &order {
+            let i = i as usize;
+            g.obs
+                .extend_from_slice(&batch.obs[i * OBS_DIM..(i + 1) * OBS_DIM]);
+            g.next_obs
+                .extend_from_slice(&batch.next_obs[i * OBS_DIM..(i + 1) * OBS_DIM]);
+            g.actions.push(batch.actions[i]);
+            g.rewards.push(batch.rewards[i]);
+            g.terminated.push(batch.terminated[i]);
+            g.tasks.push(batch.tasks[i]);
+        }
+        self.obs.clear();
+        self.obs.extend_from_slice(&g.obs);
+        self.obs.extend_from_slice(&g.next_obs);
+        let rows = batch.len();
+        self.segments.clear();
+        self.segments.extend_from_slice(&segments);
+        self.segments.extend(segments.iter().map(|s| TaskSegment {
+            start: s.start + rows,
+            ..*s
+        }));
+        self.next_segments = segments;
+    }
 }
 
 /// The BroNet CPU engines and the buffers of one update, kept between updates so that an
@@ -286,11 +370,16 @@ impl Brc {
         };
         let atoms = Tensor::from_vec(support.atoms(), config.num_atoms, &ctx.device)?;
         let cpu = CpuPath::new(&online, others.len())?.map(RefCell::new);
+        let varshare_cpu = match &varshare {
+            Some(_) => VarShareCpu::new(&online)?.map(RefCell::new),
+            None => None,
+        };
         let surgery = Surgery::new(config.gradient_settings(), online.params(), ctx.num_tasks());
         Ok(Self {
             surgery,
             varshare,
             others,
+            varshare_cpu,
             task_batches: Vec::new(),
             return_atoms: (&atoms / config.reward_scale)?,
             atoms,
@@ -540,7 +629,32 @@ impl Brc {
             e.dlogits.resize(total * width, 0.0);
             critics.push((l, t, &mut e.dlogits[..]));
         }
-        let inv_k = self.inv_critics();
+        let out = self.host_td(
+            &mut critics,
+            batches,
+            &segments,
+            (&mut log_p[..], &mut projected[..], &mut mean_target[..]),
+        );
+        Ok((out, segments))
+    }
+
+    /// The TD loss of `batches` (consecutive segments of rows) for every critic: from its
+    /// online logits of `[s; s′]` and its target's logits of `s′`, each segment's mean loss and
+    /// mean Q(s, a) over the critics, and in the critic's `dlogits` (zeroed, `[s]`'s size) the
+    /// gradient of Σ_segments (segment mean loss) with respect to its logits of `[s]`.
+    /// `scratch` is one row's log-probabilities, projected target and mean target.
+    fn host_td(
+        &self,
+        critics: &mut [(&[f32], &[f32], &mut [f32])],
+        batches: &[&Batch],
+        segments: &[Range<usize>],
+        (log_p, projected, mean_target): (&mut [f32], &mut [f32], &mut [f32]),
+    ) -> Vec<HostLoss> {
+        let total = segments.last().map_or(0, |s| s.end);
+        // Atoms per action as the network has them (1 for the scalar ablation).
+        let n = self.online.config().num_atoms;
+        let width = NUM_ACTIONS * n;
+        let inv_k = 1.0 / critics.len() as f32;
         let atoms = self.support.atoms();
         let inv_scale = (1.0 / self.config.reward_scale) as f32;
         let mut out = Vec::with_capacity(batches.len());
@@ -558,7 +672,7 @@ impl Brc {
                 if !self.config.categorical {
                     // One "atom" per action: the scalar double-DQN TD error.
                     let mut next_q = [0.0f32; NUM_ACTIONS];
-                    for (logits, _, _) in &critics {
+                    for (logits, _, _) in critics.iter() {
                         next_q
                             .iter_mut()
                             .zip(&logits[next.clone()])
@@ -571,7 +685,7 @@ impl Brc {
                         .sum::<f32>()
                         * inv_k;
                     let td = (reward as f32) + (next_value * not_done) * self.ctx.gamma as f32;
-                    for (logits, _, grad) in &mut critics {
+                    for (logits, _, grad) in critics.iter_mut() {
                         let err = logits[taken.start] - td;
                         row_loss += err * err;
                         q += logits[taken.start] * inv_scale;
@@ -596,7 +710,7 @@ impl Brc {
                     }
                     let start = i * width + best.0 * n;
                     mean_target.fill(0.0);
-                    for (_, t, _) in &critics {
+                    for (_, t, _) in critics.iter() {
                         log_softmax_row(&t[start..start + n], log_p);
                         mean_target
                             .iter_mut()
@@ -608,7 +722,7 @@ impl Brc {
                     project_distribution(mean_target, reward, discount, &self.support, projected);
                     // Cross-entropy of each critic's taken-action distribution against it.
                     let mass: f32 = projected.iter().sum();
-                    for (logits, _, grad) in &mut critics {
+                    for (logits, _, grad) in critics.iter_mut() {
                         log_softmax_row(&logits[taken.clone()], log_p);
                         let grad = &mut grad[taken.clone()];
                         for k in 0..n {
@@ -627,7 +741,7 @@ impl Brc {
                 mean_q: q_sum / batch.len() as f64,
             });
         }
-        Ok((out, segments))
+        out
     }
 
     /// One update on the CPU fast path: forward, loss and backward by [`BroNetCpu`], AdamW on
@@ -722,9 +836,81 @@ impl Brc {
         })
     }
 
-    /// One VarShare update on candle's graph: the loss on the update's sampled weights (one
-    /// ε per layer, Flipout signs per row) plus β · the mean penalty per adapter weight.
+    /// One VarShare update on the CPU fast path: the same loss, draw and penalty as
+    /// [`Brc::varshare_update`], forward and backward by [`ResidualBroNetCpu`] on the rows
+    /// grouped by task, AdamW on the host gradients.
+    fn varshare_update_on_cpu(&mut self, batch: &Batch) -> Result<UpdateStats> {
+        let cell = self.varshare_cpu.as_ref().expect("called with a CPU path");
+        let mut cpu = cell.borrow_mut();
+        let loss = self.varshare_host_gradients(&mut cpu, batch)?;
+        let grad_norm = self
+            .optimizer
+            .step_host(&cpu.grads, self.config.grad_clip)?;
+        Ok(UpdateStats {
+            loss: loss.loss as f32,
+            grad_norm,
+            mean_q: loss.mean_q as f32,
+        })
+    }
+
+    /// The TD loss of `batch` on this update's draw and, in `cpu.grads`, the gradient of the
+    /// TD loss plus β · the mean penalty per adapter weight ([`Brc::varshare_update`]'s loss).
+    fn varshare_host_gradients(&self, cpu: &mut VarShareCpu, batch: &Batch) -> Result<HostLoss> {
+        if batch.is_empty() {
+            return Err(AgentError::Batch("empty batch".into()));
+        }
+        let vs = self.varshare.as_ref().expect("called with VarShare");
+        let rows = batch.len();
+        let (noise, signs) = vs.draw_host(&self.online, self.optimizer.steps(), rows)?;
+        cpu.group(batch);
+        let variational = vs.config.mode == brc_nn::ResidualMode::Variational;
+        let scale = vs.penalty_scale(&self.online);
+        let sigma_prior = vs.config.sigma_prior;
+        noise
+            .with_host_slices(|eps| -> Result<HostLoss> {
+                let flipout = variational.then_some(HostFlipout {
+                    eps,
+                    signs: &signs,
+                    rows,
+                });
+                let VarShareCpu {
+                    online,
+                    target,
+                    grouped,
+                    obs,
+                    segments,
+                    next_segments,
+                    dlogits,
+                    grads,
+                    log_p,
+                    projected,
+                    mean_target,
+                } = &mut *cpu;
+                let logits = online.forward(&self.online, obs, segments, flipout)?;
+                let next_obs = &obs[rows * OBS_DIM..];
+                let next_target = target.forward(&self.target, next_obs, next_segments, None)?;
+                dlogits.clear();
+                dlogits.resize(rows * NUM_ACTIONS * self.online.config().num_atoms, 0.0);
+                let mut loss = self.host_td(
+                    &mut [(logits, next_target, &mut dlogits[..])],
+                    &[&*grouped],
+                    std::slice::from_ref(&(0..rows)),
+                    (&mut log_p[..], &mut projected[..], &mut mean_target[..]),
+                );
+                online.backward(&self.online, dlogits, flipout, grads)?;
+                online.add_penalty_gradient(&self.online, sigma_prior, scale, grads)?;
+                Ok(loss.remove(0))
+            })
+            .ok_or_else(|| AgentError::Batch("VarShare's draw is not on the CPU".into()))?
+    }
+
+    /// One VarShare update: the loss on the update's sampled weights (one ε per layer, Flipout
+    /// signs per row) plus β · the mean penalty per adapter weight, on the CPU path where there
+    /// is one and on candle's graph otherwise.
     fn varshare_update(&mut self, batch: &Batch) -> Result<UpdateStats> {
+        if self.varshare_cpu.is_some() {
+            return self.varshare_update_on_cpu(batch);
+        }
         let vs = self.varshare.as_ref().expect("called with VarShare");
         let draw = vs.draw(&self.online, self.optimizer.steps(), batch.len())?;
         let (td, q_taken) = self.loss_with(batch, draw.weights())?;
@@ -1115,12 +1301,206 @@ mod cpu_path_tests {
             ..BrcConfig::default()
         };
         assert!(Brc::new(post_ln, ctx(0)).unwrap().cpu.is_none());
-        // VarShare runs on candle's graph, chosen without being asked.
+        // VarShare is not BroNetCpu's network…
         let varshare = BrcConfig {
             varshare: Some(crate::VarShareConfig::default()),
             ..BrcConfig::default()
         };
-        assert!(Brc::new(varshare, ctx(0)).unwrap().cpu.is_none());
+        let agent = Brc::new(varshare, ctx(0)).unwrap();
+        assert!(agent.cpu.is_none());
+        // …and VarShare's own CPU path, unless the network is one it does not compute.
+        assert!(agent.varshare_cpu.is_some());
+        assert!(Brc::new(BrcConfig::default(), ctx(0))
+            .unwrap()
+            .varshare_cpu
+            .is_none());
+        let post_ln = BrcConfig {
+            post_ln: true,
+            varshare: Some(crate::VarShareConfig::default()),
+            ..BrcConfig::default()
+        };
+        assert!(Brc::new(post_ln, ctx(0)).unwrap().varshare_cpu.is_none());
+    }
+
+    /// VarShare BRCs: the default (variational), the tuned one, `l2`, the scalar ablation and
+    /// one without the task embedding, with a β large enough for the penalty to matter.
+    fn varshare_configs() -> Vec<BrcConfig> {
+        let vs = |mode, keep_embedding| {
+            Some(crate::VarShareConfig {
+                mode,
+                beta: 0.5,
+                keep_embedding,
+                ..crate::VarShareConfig::default()
+            })
+        };
+        let variational = vs(brc_nn::ResidualMode::Variational, true);
+        let single: Vec<BrcConfig> = configs().into_iter().filter(|c| c.critics == 1).collect();
+        let [default, tuned, scalar] = <[BrcConfig; 3]>::try_from(single).unwrap();
+        vec![
+            BrcConfig {
+                varshare: variational.clone(),
+                ..default.clone()
+            },
+            BrcConfig {
+                varshare: variational.clone(),
+                ..tuned
+            },
+            BrcConfig {
+                varshare: vs(brc_nn::ResidualMode::L2, true),
+                ..default.clone()
+            },
+            BrcConfig {
+                varshare: variational,
+                ..scalar
+            },
+            BrcConfig {
+                varshare: vs(brc_nn::ResidualMode::Variational, false),
+                ..default
+            },
+        ]
+    }
+
+    /// The VarShare agent with its CPU path switched off: candle's graph end to end.
+    fn varshare_reference(config: &BrcConfig, seed: u64) -> Brc {
+        let mut agent = Brc::new(config.clone(), ctx(seed)).unwrap();
+        agent.varshare_cpu = None;
+        agent
+    }
+
+    /// Moves every variable of `net` (μ and ρ included) off its initial value.
+    fn perturb(net: &BroNet, seed: u64) {
+        let mut rng = Pcg32::seed_from_u64(seed);
+        for (name, v) in net.params().named_vars() {
+            let spread = if name.contains("residual_rho") {
+                1.0
+            } else {
+                0.02
+            };
+            brc_nn::params::update_host(v, |w| {
+                w.iter_mut()
+                    .for_each(|x| *x += rng.random_range(-spread..spread))
+            })
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn varshare_loss_and_every_gradient_equal_candles_on_a_fixed_batch() {
+        for config in varshare_configs() {
+            let fast = Brc::new(config.clone(), ctx(7)).unwrap();
+            let slow = varshare_reference(&config, 7);
+            perturb(&fast.online, 8);
+            perturb(&fast.target, 9);
+            slow.online.copy_from(&fast.online).unwrap();
+            slow.target.copy_from(&fast.target).unwrap();
+            // Tasks out of order, all three present.
+            let b = batch(3, &[2, 0, 1, 1, 0]);
+            let vs = slow.varshare.as_ref().unwrap();
+            let draw = vs.draw(&slow.online, 0, b.len()).unwrap();
+            let (td, q) = slow.loss_with(&b, draw.weights()).unwrap();
+            let grads = (&td + vs.penalty(&slow.online).unwrap())
+                .unwrap()
+                .backward()
+                .unwrap();
+            let mut cpu = fast.varshare_cpu.as_ref().unwrap().borrow_mut();
+            let host = fast.varshare_host_gradients(&mut cpu, &b).unwrap();
+            let want = f64::from(td.to_scalar::<f32>().unwrap());
+            assert!(
+                (host.loss - want).abs() <= 1e-5 * want.abs(),
+                "loss {} vs {want}",
+                host.loss
+            );
+            let want_q = f64::from(q.mean_all().unwrap().to_scalar::<f32>().unwrap());
+            assert!((host.mean_q - want_q).abs() <= 1e-4 * (1.0 + want_q.abs()));
+            let vars = slow.online.params().named_vars();
+            for (((name, _), (_, var)), got) in fast
+                .online
+                .params()
+                .named_vars()
+                .iter()
+                .zip(vars)
+                .zip(&cpu.grads)
+            {
+                let reference: Vec<f32> = grads.get(var).map_or_else(
+                    || vec![0.0; var.elem_count()],
+                    |g| g.flatten_all().unwrap().to_vec1().unwrap(),
+                );
+                let r = rel(got, &reference);
+                assert!(
+                    r <= 1e-5,
+                    "{:?}: {name}: relative error {r}",
+                    config.varshare
+                );
+                assert!(got.iter().any(|g| *g != 0.0), "{name} gets a gradient");
+            }
+        }
+    }
+
+    #[test]
+    fn varshare_updates_train_the_same_parameters_as_candle() {
+        for config in varshare_configs() {
+            let mut fast = Brc::new(config.clone(), ctx(11)).unwrap();
+            let mut slow = varshare_reference(&config, 11);
+            for i in 0..12 {
+                // Every third batch leaves task 2 out: Adam still moves its residuals.
+                let tasks: &[u32] = if i % 3 == 2 { &[1, 0] } else { &[2, 0, 1] };
+                // (Batches 100, 101 put a ReLU of update 1 on its kink, where candle and the
+                // host path take the two one-sided derivatives: a finite difference lies halfway.)
+                let b = batch(101 + i, tasks);
+                let (f, s) = (fast.update(&b).unwrap(), slow.update(&b).unwrap());
+                assert!(
+                    (f.loss - s.loss).abs() <= 1e-3 * (1.0 + s.loss.abs()),
+                    "update {i}: {} vs {}",
+                    f.loss,
+                    s.loss
+                );
+                assert!((f.grad_norm - s.grad_norm).abs() <= 1e-3 * (1.0 + s.grad_norm));
+                if i % 4 == 3 {
+                    fast.end_episode(0).unwrap();
+                    slow.end_episode(0).unwrap();
+                }
+            }
+            for (net_fast, net_slow) in [(&fast.online, &slow.online), (&fast.target, &slow.target)]
+            {
+                for ((name, a), (_, b)) in net_fast
+                    .params()
+                    .named_vars()
+                    .iter()
+                    .zip(net_slow.params().named_vars())
+                {
+                    let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+                    let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+                    let r = rel(&a, &b);
+                    assert!(
+                        r <= 1e-4,
+                        "{:?}: {name}: relative distance {r}",
+                        config.varshare
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn varshare_cpu_training_is_deterministic() {
+        let config = varshare_configs().remove(0);
+        let train = || {
+            let mut agent = Brc::new(config.clone(), ctx(13)).unwrap();
+            let losses: Vec<f32> = (0..4)
+                .map(|i| agent.update(&batch(300 + i, &[0, 1, 2])).unwrap().loss)
+                .collect();
+            let weights: Vec<Vec<f32>> = agent
+                .online
+                .params()
+                .named_vars()
+                .iter()
+                .map(|(_, v)| v.flatten_all().unwrap().to_vec1().unwrap())
+                .collect();
+            (losses, weights)
+        };
+        let (a, b) = (train(), train());
+        assert_eq!(a.0, b.0, "losses");
+        assert!(a.1 == b.1, "weights differ");
     }
 
     #[test]

@@ -23,7 +23,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use brc_nn::task_residual::{draw_signs, FlipoutSigns};
+use brc_nn::task_residual::{draw_host_signs, draw_signs, FlipoutSigns, HostSigns};
 use brc_nn::{ResidualMode, ResidualNoise, ResidualWeights, TaskResidualNetwork};
 use candle_core::Tensor;
 use rand_pcg::Pcg32;
@@ -158,6 +158,21 @@ impl VarShare {
         Ok(Draw { noise, signs })
     }
 
+    /// [`VarShare::draw`] for the CPU path: the same draws, the signs as host vectors.
+    pub(crate) fn draw_host<N: TaskResidualNetwork>(
+        &self,
+        net: &N,
+        k: u64,
+        rows: usize,
+    ) -> Result<(ResidualNoise, Vec<HostSigns>)> {
+        let layers = net.residual_layers();
+        let mut rng = self.stream(k);
+        let noise = ResidualNoise::draw(&layers, &mut rng)?;
+        let signs = draw_host_signs(&layers, &mut rng, rows);
+        *self.acting.borrow_mut() = Some((k, noise.clone()));
+        Ok((noise, signs))
+    }
+
     /// The forward pass acting uses after `updates` updates: the last update's draw.
     pub(crate) fn acting_forward<N: TaskResidualNetwork>(
         &self,
@@ -189,10 +204,6 @@ impl VarShare {
     /// β · mean penalty per adapter weight, differentiable (a scalar).
     pub(crate) fn penalty<N: TaskResidualNetwork>(&self, net: &N) -> Result<Tensor> {
         let layers = net.residual_layers();
-        let weights: usize = layers
-            .iter()
-            .map(|l| l.weights_per_task() * l.num_tasks())
-            .sum();
         let mut total: Option<Tensor> = None;
         for l in &layers {
             let p = l.penalty(self.config.sigma_prior)?.sum_all()?;
@@ -202,7 +213,17 @@ impl VarShare {
             });
         }
         let total = total.expect("a VarShare network has residual layers");
-        Ok((total * (self.config.beta / weights.max(1) as f64))?)
+        Ok((total * self.penalty_scale(net))?)
+    }
+
+    /// β / (adapter weights over all layers and tasks): the factor of the summed penalty.
+    pub(crate) fn penalty_scale<N: TaskResidualNetwork>(&self, net: &N) -> f64 {
+        let weights: usize = net
+            .residual_layers()
+            .iter()
+            .map(|l| l.weights_per_task() * l.num_tasks())
+            .sum();
+        self.config.beta / weights.max(1) as f64
     }
 
     /// The measurements of `varshare.jsonl` (host arithmetic, no draws).

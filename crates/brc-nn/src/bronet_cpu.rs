@@ -73,13 +73,13 @@ impl Indices {
 
 /// What one LayerNorm keeps for its backward pass.
 #[derive(Debug, Clone, Default)]
-struct NormCache {
+pub(crate) struct NormCache {
     /// The normalised rows before γ and β.
-    xhat: Vec<f32>,
+    pub(crate) xhat: Vec<f32>,
     /// 1/sqrt(var + eps) per row.
-    rstd: Vec<f32>,
+    pub(crate) rstd: Vec<f32>,
     /// The LayerNorm's output.
-    out: Vec<f32>,
+    pub(crate) out: Vec<f32>,
 }
 
 /// What one residual block keeps for its backward pass.
@@ -569,12 +569,12 @@ pub(crate) fn check_segments(
 }
 
 /// Rows `r` of a row-major matrix `width` wide.
-fn rows_of<'a>(v: &'a [f32], r: &Range<usize>, width: usize) -> Mat<'a> {
+pub(crate) fn rows_of<'a>(v: &'a [f32], r: &Range<usize>, width: usize) -> Mat<'a> {
     Mat::new(&v[r.start * width..r.end * width], r.len(), width)
 }
 
 /// Two distinct elements of `v`, mutably.
-fn two_mut(v: &mut [Vec<f32>], a: usize, b: usize) -> (&mut [f32], &mut [f32]) {
+pub(crate) fn two_mut(v: &mut [Vec<f32>], a: usize, b: usize) -> (&mut [f32], &mut [f32]) {
     assert_ne!(a, b);
     if a < b {
         let (lo, hi) = v.split_at_mut(b);

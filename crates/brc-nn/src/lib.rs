@@ -47,6 +47,7 @@ pub mod mlp_cpu;
 pub mod ops;
 pub mod params;
 pub mod pth;
+pub mod residual_bronet_cpu;
 pub mod task_residual;
 
 pub use bronet::{BroNet, BroNetConfig};
@@ -56,6 +57,7 @@ pub use device::select_device;
 pub use mlp::{QMlp, SharedQMlp};
 pub use mlp_cpu::MlpCpu;
 pub use params::ParamStore;
+pub use residual_bronet_cpu::{HostFlipout, ResidualBroNetCpu};
 pub use task_residual::{
     ResidualMode, ResidualNoise, ResidualWeights, TaskResidualLinear, TaskResidualNetwork, TaskRows,
 };

@@ -78,20 +78,7 @@ pub struct TaskRows {
 impl TaskRows {
     /// Groups the rows of `tasks` (one task id per row).
     pub fn group(tasks: &[u32], device: &Device) -> Result<Self> {
-        let mut order: Vec<u32> = (0..tasks.len() as u32).collect();
-        order.sort_by_key(|&i| tasks[i as usize]);
-        let mut segments: Vec<TaskSegment> = Vec::new();
-        for (pos, &i) in order.iter().enumerate() {
-            let task = tasks[i as usize] as usize;
-            match segments.last_mut() {
-                Some(s) if s.task == task => s.len += 1,
-                _ => segments.push(TaskSegment {
-                    task,
-                    start: pos,
-                    len: 1,
-                }),
-            }
-        }
+        let (order, segments) = group_by_task(tasks);
         let sorted = order.iter().enumerate().all(|(p, &i)| p == i as usize);
         let (order, inverse) = if sorted {
             (None, None)
@@ -145,11 +132,55 @@ impl TaskRows {
     }
 }
 
+/// The rows of `tasks` grouped by task (a stable sort): the batch row of each grouped row,
+/// and the tasks' segments in the grouped order ([`TaskRows`] on the host).
+pub fn group_by_task(tasks: &[u32]) -> (Vec<u32>, Vec<TaskSegment>) {
+    let mut order: Vec<u32> = (0..tasks.len() as u32).collect();
+    order.sort_by_key(|&i| tasks[i as usize]);
+    let mut segments: Vec<TaskSegment> = Vec::new();
+    for (pos, &i) in order.iter().enumerate() {
+        let task = tasks[i as usize] as usize;
+        match segments.last_mut() {
+            Some(s) if s.task == task => s.len += 1,
+            _ => segments.push(TaskSegment {
+                task,
+                start: pos,
+                len: 1,
+            }),
+        }
+    }
+    (order, segments)
+}
+
 /// One forward pass's Flipout signs of a layer: `s` `[rows, in]`, `r` `[rows, out]`, ±1.
 #[derive(Debug, Clone)]
 pub struct FlipoutSigns {
     s: Tensor,
     r: Tensor,
+}
+
+impl FlipoutSigns {
+    /// The signs as host vectors.
+    pub fn to_host(&self) -> HostSigns {
+        let values = |t: &Tensor| {
+            t.flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .unwrap_or_default()
+        };
+        HostSigns {
+            s: values(&self.s),
+            r: values(&self.r),
+        }
+    }
+}
+
+/// [`FlipoutSigns`] as host vectors (row-major), for the CPU path.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostSigns {
+    /// Input signs `[rows, in]`.
+    pub s: Vec<f32>,
+    /// Output signs `[rows, out]`.
+    pub r: Vec<f32>,
 }
 
 /// Which weights a task-residual layer uses.
@@ -351,12 +382,18 @@ impl TaskResidualLinear {
     /// Fresh Flipout signs for a pass over `rows` rows, drawn from `rng`.
     pub fn draw_signs<R: Rng + ?Sized>(&self, rng: &mut R, rows: usize) -> Result<FlipoutSigns> {
         let dev = self.weight.device();
-        let s = random_signs(rng, rows * self.in_dim);
-        let r = random_signs(rng, rows * self.out_dim);
+        let HostSigns { s, r } = self.draw_host_signs(rng, rows);
         Ok(FlipoutSigns {
             s: Tensor::from_vec(s, (rows, self.in_dim), dev)?,
             r: Tensor::from_vec(r, (rows, self.out_dim), dev)?,
         })
+    }
+
+    /// [`TaskResidualLinear::draw_signs`] on the host: the same draws from `rng`.
+    pub fn draw_host_signs<R: Rng + ?Sized>(&self, rng: &mut R, rows: usize) -> HostSigns {
+        let s = random_signs(rng, rows * self.in_dim);
+        let r = random_signs(rng, rows * self.out_dim);
+        HostSigns { s, r }
     }
 
     /// `x` `[rows, in]` in the grouped order of `rows` → `[rows, out]`, each task's rows with
@@ -587,6 +624,20 @@ impl ResidualNoise {
             .collect::<Result<_>>()?;
         Ok(Self { eps })
     }
+
+    /// Runs `f` on every variational layer's ε (`[tasks, in, out]`, layer order) as host
+    /// slices, without copying; `None` when the draw is not contiguous `f32` on the CPU.
+    pub fn with_host_slices<R>(&self, f: impl FnOnce(&[&[f32]]) -> R) -> Option<R> {
+        let guards: Vec<_> = self.eps.iter().map(|e| e.storage_and_layout()).collect();
+        let mut slices = Vec::with_capacity(guards.len());
+        for (guard, layout) in &guards {
+            let candle_core::Storage::Cpu(cpu) = &**guard else {
+                return None;
+            };
+            slices.push(cpu_values(cpu, layout).ok()?);
+        }
+        Some(f(&slices))
+    }
 }
 
 /// Flipout signs for every one of `layers` for a pass over `rows` rows, drawn from `rng`.
@@ -596,6 +647,18 @@ pub fn draw_signs<R: Rng + ?Sized>(
     rows: usize,
 ) -> Result<Vec<FlipoutSigns>> {
     layers.iter().map(|l| l.draw_signs(rng, rows)).collect()
+}
+
+/// [`draw_signs`] on the host: the same draws from `rng`, as vectors.
+pub fn draw_host_signs<R: Rng + ?Sized>(
+    layers: &[&TaskResidualLinear],
+    rng: &mut R,
+    rows: usize,
+) -> Vec<HostSigns> {
+    layers
+        .iter()
+        .map(|l| l.draw_host_signs(rng, rows))
+        .collect()
 }
 
 /// A network with task-residual layers (BroNet, the Shared DQN MLP when VarShare is on).
@@ -747,7 +810,7 @@ fn cpu_values<'a>(
     Ok(&data[a..b])
 }
 
-fn softplus_f32(x: f32) -> f32 {
+pub(crate) fn softplus_f32(x: f32) -> f32 {
     if x > 20.0 {
         x
     } else {
@@ -755,7 +818,7 @@ fn softplus_f32(x: f32) -> f32 {
     }
 }
 
-fn sigmoid_f32(x: f32) -> f32 {
+pub(crate) fn sigmoid_f32(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
