@@ -744,35 +744,43 @@ impl Brc {
         out
     }
 
-    /// One update on the CPU fast path: forward, loss and backward by [`BroNetCpu`], AdamW on
-    /// the host gradients.
-    fn update_on_cpu(&mut self, batch: &Batch) -> Result<UpdateStats> {
-        let cell = self.cpu.as_ref().expect("called with a CPU path");
-        let mut cpu = cell.borrow_mut();
-        let (losses, segments) = self.host_loss(&mut cpu, &[batch])?;
+    /// Every critic's backward pass after [`Brc::host_loss`] of one batch (`segment`, the
+    /// whole batch): the first critic's gradients in `cpu.grads[0]`, each further critic's in
+    /// its own `grads`.
+    fn host_backward(&self, cpu: &mut CpuPath, segment: &[Range<usize>]) -> Result<()> {
         let CpuPath {
             online,
             dlogits,
             grads,
             others,
             ..
-        } = &mut *cpu;
+        } = cpu;
         grads.resize_with(1, Vec::new);
-        online.backward(&self.online, dlogits, &segments, &mut grads[..1])?;
+        online.backward(&self.online, dlogits, segment, &mut grads[..1])?;
+        for (c, e) in self.others.iter().zip(others.iter_mut()) {
+            let g = std::slice::from_mut(&mut e.grads);
+            e.online.backward(&c.online, &e.dlogits, segment, g)?;
+        }
+        Ok(())
+    }
+
+    /// One update on the CPU fast path: forward, loss and backward by [`BroNetCpu`], AdamW on
+    /// the host gradients.
+    fn update_on_cpu(&mut self, batch: &Batch) -> Result<UpdateStats> {
+        let cell = self.cpu.as_ref().expect("called with a CPU path");
+        let mut cpu = cell.borrow_mut();
+        let (losses, segments) = self.host_loss(&mut cpu, &[batch])?;
+        self.host_backward(&mut cpu, &segments)?;
+        let CpuPath { grads, others, .. } = &*cpu;
         let grad_norm = if others.is_empty() {
             self.optimizer.step_host(&grads[0], self.config.grad_clip)?
         } else {
             // The optimizer holds the critics' variables in order, the first critic's first.
-            let mut all: Vec<&[f32]> = grads[0].iter().map(Vec::as_slice).collect();
-            for (c, e) in self.others.iter().zip(others.iter_mut()) {
-                e.online.backward(
-                    &c.online,
-                    &e.dlogits,
-                    &segments,
-                    std::slice::from_mut(&mut e.grads),
-                )?;
-                all.extend(e.grads.iter().map(Vec::as_slice));
-            }
+            let all: Vec<&[f32]> = grads[0]
+                .iter()
+                .chain(others.iter().flat_map(|e| e.grads.iter()))
+                .map(Vec::as_slice)
+                .collect();
             self.optimizer.step_host(&all, self.config.grad_clip)?
         };
         Ok(UpdateStats {
@@ -1525,25 +1533,10 @@ mod cpu_path_tests {
             let grads = loss.backward().unwrap();
             let mut cpu = fast.cpu.as_ref().unwrap().borrow_mut();
             let (losses, segments) = fast.host_loss(&mut cpu, &[&b]).unwrap();
-            let CpuPath {
-                online,
-                dlogits,
-                grads: host,
-                others,
-                ..
-            } = &mut *cpu;
-            host.resize_with(1, Vec::new);
-            online
-                .backward(&fast.online, dlogits, &segments, host)
-                .unwrap();
-            let mut host_grads = vec![host[0].clone()];
-            for (c, e) in fast.others.iter().zip(others.iter_mut()) {
-                let g = std::slice::from_mut(&mut e.grads);
-                e.online
-                    .backward(&c.online, &e.dlogits, &segments, g)
-                    .unwrap();
-                host_grads.push(e.grads.clone());
-            }
+            fast.host_backward(&mut cpu, &segments).unwrap();
+            let host_grads: Vec<HostGradients> = std::iter::once(cpu.grads[0].clone())
+                .chain(cpu.others.iter().map(|e| e.grads.clone()))
+                .collect();
             assert_eq!(host_grads.len(), config.critics);
             let want = f64::from(loss.to_scalar::<f32>().unwrap());
             assert!(
@@ -1657,25 +1650,10 @@ mod cpu_path_tests {
             let gradients = |agent: &Brc| {
                 let mut cpu = agent.cpu.as_ref().unwrap().borrow_mut();
                 let (losses, segments) = agent.host_loss(&mut cpu, &[&b]).unwrap();
-                let CpuPath {
-                    online,
-                    dlogits,
-                    grads,
-                    others,
-                    ..
-                } = &mut *cpu;
-                grads.resize_with(1, Vec::new);
-                online
-                    .backward(&agent.online, dlogits, &segments, grads)
-                    .unwrap();
-                let mut all = vec![grads[0].concat()];
-                for (c, e) in agent.others.iter().zip(others.iter_mut()) {
-                    let g = std::slice::from_mut(&mut e.grads);
-                    e.online
-                        .backward(&c.online, &e.dlogits, &segments, g)
-                        .unwrap();
-                    all.push(e.grads.concat());
-                }
+                agent.host_backward(&mut cpu, &segments).unwrap();
+                let all: Vec<Vec<f32>> = std::iter::once(cpu.grads[0].concat())
+                    .chain(cpu.others.iter().map(|e| e.grads.concat()))
+                    .collect();
                 (losses[0].loss, losses[0].mean_q, all)
             };
             let (loss1, q1, g1) = gradients(&single);
