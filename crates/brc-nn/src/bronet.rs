@@ -61,6 +61,16 @@ impl Default for BroNetConfig {
 }
 
 impl BroNetConfig {
+    /// Width of the input layer's input: the observation and the task embedding.
+    pub fn input_width(&self) -> usize {
+        self.obs_dim + self.embedding_dim
+    }
+
+    /// Width of the output layer: every action's atoms (1 for the scalar ablation).
+    pub fn output_width(&self) -> usize {
+        self.num_actions * self.num_atoms
+    }
+
     /// Rejects sizes that would make an empty or degenerate network.
     pub fn validate(&self) -> Result<()> {
         let positive = [
@@ -146,7 +156,7 @@ impl BroNet {
             &mut s,
             rng,
             "input",
-            c.obs_dim + c.embedding_dim,
+            c.input_width(),
             c.hidden_dim,
             k,
             res,
@@ -190,7 +200,7 @@ impl BroNet {
             rng,
             "output",
             c.hidden_dim,
-            c.num_actions * c.num_atoms,
+            c.output_width(),
             WeightInit::XavierUniform,
             res,
             &mut next,
@@ -214,14 +224,7 @@ impl BroNet {
         } else {
             None
         };
-        let input = Dense::bind(
-            &params,
-            "input",
-            c.obs_dim + c.embedding_dim,
-            h,
-            res,
-            &mut next,
-        )?;
+        let input = Dense::bind(&params, "input", c.input_width(), h, res, &mut next)?;
         let input_ln = if c.post_ln {
             Some(LayerNorm::bind(&params, "input_ln", h)?)
         } else {
@@ -245,14 +248,7 @@ impl BroNet {
         } else {
             Some(LayerNorm::bind(&params, "final_ln", h)?)
         };
-        let output = Dense::bind(
-            &params,
-            "output",
-            h,
-            c.num_actions * c.num_atoms,
-            res,
-            &mut next,
-        )?;
+        let output = Dense::bind(&params, "output", h, c.output_width(), res, &mut next)?;
         // Reject leftovers too, so a store of another layout cannot half-bind.
         let expected = Self::expected_var_count(&c);
         if params.len() != expected {

@@ -160,14 +160,6 @@ impl BroNetCpu {
         self.threads > 1
     }
 
-    fn out_dim(&self) -> usize {
-        self.config.num_actions * self.config.num_atoms
-    }
-
-    fn in_dim(&self) -> usize {
-        self.config.obs_dim + self.config.embedding_dim
-    }
-
     fn bind(&mut self, net: &BroNet) -> Result<Indices> {
         if net.config() != &self.config {
             return Err(NnError::Config(
@@ -205,7 +197,7 @@ impl BroNetCpu {
         net.params()
             .with_host_slices(|w| self.forward_on(w, &idx, obs))
             .ok_or_else(|| NnError::Config("BroNet CPU path: weights are not on the CPU".into()))?;
-        Ok(&self.logits[..rows * self.out_dim()])
+        Ok(&self.logits[..rows * self.config.output_width()])
     }
 
     fn resize(&mut self, rows: usize) {
@@ -216,7 +208,7 @@ impl BroNetCpu {
             }
         };
         self.rows = rows;
-        let d_in = self.in_dim();
+        let d_in = self.config.input_width();
         grow(&mut self.input, rows * d_in);
         grow(&mut self.input_act, rows * h);
         grow(&mut self.stream, rows * h);
@@ -231,7 +223,7 @@ impl BroNetCpu {
         for b in &mut self.blocks {
             grow(&mut b.hidden, rows * h);
         }
-        let out = self.out_dim();
+        let out = self.config.output_width();
         grow(&mut self.logits, rows * out);
         grow(&mut self.grad_stream, rows * h);
         grow(&mut self.grad_scratch, rows * h);
@@ -241,7 +233,12 @@ impl BroNetCpu {
 
     fn forward_on(&mut self, w: &[&[f32]], idx: &Indices, obs: &[f32]) {
         let c = self.config;
-        let (rows, h, d_in, out) = (self.rows, c.hidden_dim, self.in_dim(), self.out_dim());
+        let (rows, h, d_in, out) = (
+            self.rows,
+            c.hidden_dim,
+            self.config.input_width(),
+            self.config.output_width(),
+        );
         let (t, _) = self.product_threads();
         // concat(state, embedding[task])
         for (i, &task) in self.tasks.iter().enumerate() {
@@ -332,7 +329,7 @@ impl BroNetCpu {
             self.rows,
             grads.len(),
             dlogits.len(),
-            self.out_dim(),
+            self.config.output_width(),
         )?;
         let params = net.params();
         for g in grads.iter_mut() {
@@ -372,7 +369,11 @@ impl BroNetCpu {
         grads: &mut [HostGradients],
     ) {
         let c = self.config;
-        let (h, d_in, out) = (c.hidden_dim, self.in_dim(), self.out_dim());
+        let (h, d_in, out) = (
+            c.hidden_dim,
+            self.config.input_width(),
+            self.config.output_width(),
+        );
         let (t, parallel) = self.product_threads();
         let rows = segments.last().map_or(0, |s| s.end);
         // Output layer: its weight gradients beside the gradient of its input.

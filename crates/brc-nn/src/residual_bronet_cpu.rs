@@ -86,7 +86,7 @@ impl Indices {
             ))
         };
         let h = c.hidden_dim;
-        let mut layers = vec![layer("input", c.obs_dim + c.embedding_dim, h)?];
+        let mut layers = vec![layer("input", c.input_width(), h)?];
         let mut norms = Vec::new();
         for i in 0..c.num_blocks {
             norms.push(norm(&format!("blocks.{i}.ln"))?);
@@ -94,7 +94,7 @@ impl Indices {
             layers.push(layer(&format!("blocks.{i}.fc2"), h, h)?);
         }
         norms.push(norm("final_ln")?);
-        layers.push(layer("output", h, c.num_actions * c.num_atoms)?);
+        layers.push(layer("output", h, c.output_width())?);
         Ok(Self {
             embedding: (c.embedding_dim > 0)
                 .then(|| find("task_embedding.weight"))
@@ -194,14 +194,6 @@ impl ResidualBroNetCpu {
         })
     }
 
-    fn out_dim(&self) -> usize {
-        self.config.num_actions * self.config.num_atoms
-    }
-
-    fn in_dim(&self) -> usize {
-        self.config.obs_dim + self.config.embedding_dim
-    }
-
     fn bind(&mut self, net: &BroNet) -> Result<Indices> {
         if net.config() != &self.config {
             return Err(NnError::Config(
@@ -242,7 +234,7 @@ impl ResidualBroNetCpu {
                 self.forward_on(w, &idx, obs, flipout.as_ref());
             })
             .ok_or_else(off_cpu)?;
-        Ok(&self.logits[..rows * self.out_dim()])
+        Ok(&self.logits[..rows * self.config.output_width()])
     }
 
     /// Checks a forward pass's inputs; returns its rows.
@@ -290,7 +282,11 @@ impl ResidualBroNetCpu {
     }
 
     fn resize(&mut self, rows: usize) {
-        let (h, d_in, out) = (self.config.hidden_dim, self.in_dim(), self.out_dim());
+        let (h, d_in, out) = (
+            self.config.hidden_dim,
+            self.config.input_width(),
+            self.config.output_width(),
+        );
         let widest = d_in.max(h).max(out);
         let grow = |v: &mut Vec<f32>, n: usize| {
             if v.len() < n {
@@ -361,7 +357,7 @@ impl ResidualBroNetCpu {
         flipout: Option<&HostFlipout<'_>>,
     ) {
         let c = self.config;
-        let (rows, h, d_in) = (self.rows, c.hidden_dim, self.in_dim());
+        let (rows, h, d_in) = (self.rows, c.hidden_dim, self.config.input_width());
         for (i, &task) in self.tasks.iter().enumerate() {
             let row = &mut self.input[i * d_in..(i + 1) * d_in];
             row[..c.obs_dim].copy_from_slice(&obs[i * c.obs_dim..(i + 1) * c.obs_dim]);
@@ -439,7 +435,7 @@ impl ResidualBroNetCpu {
         grads: &mut HostGradients,
     ) -> Result<()> {
         let idx = self.bind(net)?;
-        let out = self.out_dim();
+        let out = self.config.output_width();
         let rows = dlogits.len() / out.max(1);
         let ends_segment = rows == 0 || self.segments.iter().any(|s| s.start + s.len == rows);
         let mut seen = vec![false; self.config.num_tasks];
@@ -483,7 +479,7 @@ impl ResidualBroNetCpu {
         grads: &mut HostGradients,
     ) {
         let c = self.config;
-        let (h, d_in) = (c.hidden_dim, self.in_dim());
+        let (h, d_in) = (c.hidden_dim, self.config.input_width());
         let segments: Vec<TaskSegment> = self
             .segments
             .iter()
