@@ -1479,8 +1479,16 @@ mod cpu_path_tests {
                     let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
                     let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
                     let r = rel(&a, &b);
+                    // Residuals start at zero and Adam's first step divides every component
+                    // by its own size, so components whose gradient is near zero carry their
+                    // float noise into μ: measured up to 5e-4 after update 0, then shrinking.
+                    let tolerance = if name.contains("residual_") {
+                        1e-3
+                    } else {
+                        1e-4
+                    };
                     assert!(
-                        r <= 1e-4,
+                        r <= tolerance,
                         "{:?}: {name}: relative distance {r}",
                         config.varshare
                     );

@@ -39,8 +39,10 @@
 pub mod bronet;
 pub mod bronet_cpu;
 pub mod device;
+pub mod gaussian;
 pub mod init;
 pub mod kernels;
+pub mod lane_math;
 pub mod layers;
 pub mod mlp;
 pub mod mlp_cpu;

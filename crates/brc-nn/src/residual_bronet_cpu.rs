@@ -19,10 +19,10 @@
 
 use crate::bronet_cpu::{two_mut, HostGradients, NormCache};
 use crate::kernels::{self, Mat};
+use crate::lane_math;
 use crate::layers::LN_EPS;
-use crate::task_residual::{sigmoid_f32, softplus_f32, HostSigns, TaskSegment};
+use crate::task_residual::{HostSigns, TaskSegment};
 use crate::{BroNet, BroNetConfig, NnError, ResidualMode, Result};
-use wide::f32x8;
 
 /// Where one residual layer's variables sit in its store's construction order.
 #[derive(Debug, Clone)]
@@ -798,43 +798,46 @@ fn mul_into(out: &mut [f32], a: &[f32], b: &[f32]) {
     }
 }
 
-/// σ = softplus(ρ), sigmoid(ρ) and V = σ ⊙ ε: the functions of candle's fused op, eight
-/// lanes at a time (`wide`'s vector exp and ln: three scalar libm calls per weight were most
-/// of a VarShare update), the tail with the scalar ones.
+/// σ = softplus(ρ), sigmoid(ρ) and V = σ ⊙ ε: the functions of candle's fused op, in one
+/// pass that vectorises at the CPU's width ([`lane_math`]'s exp and ln: three scalar libm
+/// calls per weight were most of a VarShare update).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
 fn scaled_softplus(rho: &[f32], eps: &[f32], sigma: &mut [f32], sig: &mut [f32], v: &mut [f32]) {
-    let lanes = rho.len() / 8 * 8;
-    for i in (0..lanes).step_by(8) {
-        let at = |x: &[f32]| f32x8::new(x[i..i + 8].try_into().expect("eight lanes"));
-        let (p, e) = (at(rho), at(eps));
-        let (s, q) = softplus_sigmoid(p);
-        sigma[i..i + 8].copy_from_slice(&s.to_array());
-        sig[i..i + 8].copy_from_slice(&q.to_array());
-        v[i..i + 8].copy_from_slice(&(s * e).to_array());
-    }
-    for i in lanes..rho.len() {
-        sigma[i] = softplus_f32(rho[i]);
-        sig[i] = sigmoid_f32(rho[i]);
-        v[i] = sigma[i] * eps[i];
+    let n = rho.len();
+    let (eps, sigma, sig, v) = (&eps[..n], &mut sigma[..n], &mut sig[..n], &mut v[..n]);
+    for i in 0..n {
+        let (s, q) = softplus_sigmoid(rho[i]);
+        sigma[i] = s;
+        sig[i] = q;
+        v[i] = s * eps[i];
     }
 }
 
 /// softplus(ρ) = max(ρ, 0) + ln(1 + e^−|ρ|) and sigmoid(ρ), from one exp and one ln; ln(1 + u)
 /// as ln(w)·u/(w − 1) with w = 1 + u (accurate for small u, where σ ≈ u lives).
-fn softplus_sigmoid(p: f32x8) -> (f32x8, f32x8) {
-    let u = (-p.abs()).exp();
-    let w = f32x8::ONE + u;
-    let tiny = w.simd_eq(f32x8::ONE);
-    let log1p = tiny.select(u, w.ln() * u / (w - f32x8::ONE));
-    let softplus = p.max(f32x8::ZERO) + log1p;
-    let inv = f32x8::ONE / w;
-    let sigmoid = p.simd_lt(f32x8::ZERO).select(u * inv, inv);
-    (softplus, sigmoid)
+#[inline(always)]
+fn softplus_sigmoid(p: f32) -> (f32, f32) {
+    let u = lane_math::exp(-p.abs());
+    let w = 1.0 + u;
+    let log1p = if w == 1.0 {
+        u
+    } else {
+        lane_math::ln(w) * u / (w - 1.0)
+    };
+    let inv = 1.0 / w;
+    let sigmoid = if p < 0.0 { u * inv } else { inv };
+    (p.max(0.0) + log1p, sigmoid)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task_residual::{draw_host_signs, draw_signs, group_by_task};
+    use crate::task_residual::{
+        draw_host_signs, draw_signs, group_by_task, sigmoid_f32, softplus_f32,
+    };
     use crate::{Device, ResidualNoise, ResidualWeights, Tensor};
     use rand::{rngs::StdRng, Rng, SeedableRng};
 

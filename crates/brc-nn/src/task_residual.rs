@@ -21,11 +21,11 @@
 //! task's gradient is exactly its own size (slices of one `[tasks, in, out]` variable would
 //! give every slice's backward a full-size, mostly-zero gradient).
 
+use crate::gaussian::fill_standard_normal;
 use crate::init::{kaiming_std, normal, uniform, xavier_bound, WeightInit};
 use crate::{ops, NnError, ParamStore, Result};
 use candle_core::{Device, Tensor, Var};
 use rand::Rng;
-use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 /// The residuals' form (`agent.varshare.mode`).
@@ -368,10 +368,12 @@ impl TaskResidualLinear {
         Ok(())
     }
 
-    /// A fresh ε `[tasks, in, out]` ~ N(0, I) drawn from `rng`.
+    /// A fresh ε `[tasks, in, out]` ~ N(0, I): the counter-based draw
+    /// ([`crate::gaussian`]) of one key taken from `rng`.
     pub fn draw_eps<R: Rng + ?Sized>(&self, rng: &mut R) -> Result<Tensor> {
         let n = self.num_tasks() * self.in_dim * self.out_dim;
-        let eps: Vec<f32> = (0..n).map(|_| rng.sample(StandardNormal)).collect();
+        let mut eps = vec![0.0f32; n];
+        fill_standard_normal(rng.next_u64(), &mut eps);
         Ok(Tensor::from_vec(
             eps,
             (self.num_tasks(), self.in_dim, self.out_dim),
