@@ -401,7 +401,7 @@ impl ResidualBroNetCpu {
             // x + fc2(y): computed aside, then added onto the residual stream.
             let r = &mut self.grad_scratch[..rows * h];
             pass.forward(at(2 + 2 * b), hidden, r);
-            stream.iter_mut().zip(r.iter()).for_each(|(s, v)| *s += v);
+            add_assign(stream, r);
         }
         let (g, beta) = idx.norms[c.num_blocks];
         let n = &mut self.norms[c.num_blocks];
@@ -612,15 +612,10 @@ impl ResidualBroNetCpu {
             .with_host_slices(|w| {
                 for (l, cache) in idx.layers.iter().zip(&self.layers) {
                     for (t, &m) in l.mu.iter().enumerate() {
-                        grads[m]
-                            .iter_mut()
-                            .zip(w[m])
-                            .for_each(|(d, mu)| *d += mu_coef * mu);
+                        add_scaled(&mut grads[m], mu_coef, w[m]);
                         let Some(rho) = &l.rho else { continue };
                         let (sigma, sig) = (&cache.sigma[t], &cache.sigmoid[t]);
-                        for ((d, s), q) in grads[rho[t]].iter_mut().zip(sigma).zip(sig) {
-                            *d += g * (s / sp2 - 1.0 / s) * q;
-                        }
+                        add_kl_rho_gradient(&mut grads[rho[t]], g, sp2, sigma, sig);
                     }
                 }
             })
@@ -679,10 +674,7 @@ impl LayerPass<'_, '_> {
                     t,
                 );
             }
-            out[..n * o]
-                .iter_mut()
-                .zip(noise.iter().zip(&signs.r))
-                .for_each(|(y, (v, r))| *y += v * r);
+            add_product(&mut out[..n * o], noise, &signs.r);
         }
         kernels::add_bias(&mut out[..self.rows * o], self.w[l.bias]);
     }
@@ -717,7 +709,7 @@ impl LayerPass<'_, '_> {
         let mut dtheta = std::mem::take(&mut grads[l.weight]);
         dtheta.fill(0.0);
         for &m in &l.mu {
-            dtheta.iter_mut().zip(&grads[m]).for_each(|(d, g)| *d += g);
+            add_assign(&mut dtheta, &grads[m]);
         }
         grads[l.weight] = dtheta;
         let db = &mut grads[l.bias];
@@ -746,9 +738,7 @@ impl LayerPass<'_, '_> {
                 );
                 // dρ = dV ⊙ ε ⊙ sigmoid(ρ).
                 let eps = &f.eps[k][task * n..(task + 1) * n];
-                g.iter_mut()
-                    .zip(eps.iter().zip(&cache.sigmoid[task]))
-                    .for_each(|(g, (e, q))| *g *= e * q);
+                scale_by_product(g, eps, &cache.sigmoid[task]);
             }
         }
         let Some(dx) = dx else { return };
@@ -774,24 +764,87 @@ impl LayerPass<'_, '_> {
                     t,
                 );
             }
-            dx[..rows * i]
-                .iter_mut()
-                .zip(back.iter().zip(&f.signs[k].s))
-                .for_each(|(d, (b, s))| *d += b * s);
+            add_product(&mut dx[..rows * i], back, &f.signs[k].s);
         }
     }
 }
 
 /// `out = a + b` elementwise.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
 fn add_into(out: &mut [f32], a: &[f32], b: &[f32]) {
     for (o, (a, b)) in out.iter_mut().zip(a.iter().zip(b)) {
         *o = a + b;
     }
 }
 
+// The elementwise passes below run over every adapter weight of every task (1.4 M values
+// for the default BroNet) or over a pass's activations; compiled for AVX2 and AVX-512 as well,
+// picked at run time. Each is the same IEEE operation per element at any width, so the bits
+// do not depend on the CPU.
+
+/// `out += a` elementwise.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
+fn add_assign(out: &mut [f32], a: &[f32]) {
+    for (o, a) in out.iter_mut().zip(a) {
+        *o += a;
+    }
+}
+
+/// `out += c · a` elementwise.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
+fn add_scaled(out: &mut [f32], c: f32, a: &[f32]) {
+    for (o, a) in out.iter_mut().zip(a) {
+        *o += c * a;
+    }
+}
+
+/// `out += a ⊙ b` elementwise.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
+fn add_product(out: &mut [f32], a: &[f32], b: &[f32]) {
+    for (o, (a, b)) in out.iter_mut().zip(a.iter().zip(b)) {
+        *o += a * b;
+    }
+}
+
+/// `out ⊙= a ⊙ b` elementwise.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
+fn scale_by_product(out: &mut [f32], a: &[f32], b: &[f32]) {
+    for (o, (a, b)) in out.iter_mut().zip(a.iter().zip(b)) {
+        *o *= a * b;
+    }
+}
+
+/// The closed-form KL's gradient through ρ, `out += g · (σ/σp² − 1/σ) · sigmoid(ρ)`.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
+fn add_kl_rho_gradient(out: &mut [f32], g: f32, sp2: f32, sigma: &[f32], sig: &[f32]) {
+    for (o, (s, q)) in out.iter_mut().zip(sigma.iter().zip(sig)) {
+        *o += g * (s / sp2 - 1.0 / s) * q;
+    }
+}
+
 /// `out = a ⊙ b` elementwise.
-#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma"
+))]
 fn mul_into(out: &mut [f32], a: &[f32], b: &[f32]) {
     for (o, (a, b)) in out.iter_mut().zip(a.iter().zip(b)) {
         *o = a * b;
