@@ -51,6 +51,7 @@ pub mod params;
 pub mod pth;
 pub mod residual_bronet_cpu;
 pub mod task_residual;
+pub mod task_residual_cpu;
 
 pub use bronet::{BroNet, BroNetConfig};
 pub use bronet_cpu::{BroNetCpu, HostGradients};
@@ -59,10 +60,11 @@ pub use device::select_device;
 pub use mlp::{QMlp, SharedQMlp};
 pub use mlp_cpu::MlpCpu;
 pub use params::ParamStore;
-pub use residual_bronet_cpu::{HostFlipout, ResidualBroNetCpu};
+pub use residual_bronet_cpu::ResidualBroNetCpu;
 pub use task_residual::{
     ResidualMode, ResidualNoise, ResidualWeights, TaskResidualLinear, TaskResidualNetwork, TaskRows,
 };
+pub use task_residual_cpu::HostFlipout;
 
 use std::path::PathBuf;
 
