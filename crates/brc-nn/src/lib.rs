@@ -50,6 +50,7 @@ pub mod ops;
 pub mod params;
 pub mod pth;
 pub mod residual_bronet_cpu;
+pub mod residual_mlp_cpu;
 pub mod task_residual;
 pub mod task_residual_cpu;
 
@@ -61,6 +62,7 @@ pub use mlp::{QMlp, SharedQMlp};
 pub use mlp_cpu::MlpCpu;
 pub use params::ParamStore;
 pub use residual_bronet_cpu::ResidualBroNetCpu;
+pub use residual_mlp_cpu::ResidualMlpCpu;
 pub use task_residual::{
     ResidualMode, ResidualNoise, ResidualWeights, TaskResidualLinear, TaskResidualNetwork, TaskRows,
 };
