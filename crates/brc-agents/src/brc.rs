@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use brc_nn::ops::{log_softmax, softmax};
-use brc_nn::task_residual::{group_by_task, TaskSegment};
+use brc_nn::task_residual::TaskSegment;
 use brc_nn::{BroNet, BroNetCpu, HostFlipout, HostGradients, ResidualBroNetCpu, ResidualWeights};
 use candle_core::{Tensor, D};
 use rand::SeedableRng;
@@ -181,29 +181,8 @@ impl VarShareCpu {
     /// Puts `batch`'s rows into `self.grouped` grouped by task (the order candle's residual
     /// layers use) and lays out `[s; s′]` with its segments.
     fn group(&mut self, batch: &Batch) {
-        let (order, segments) = group_by_task(&batch.tasks);
-        let g = &mut self.grouped;
-        for v in [
-            &mut g.obs,
-            &mut g.next_obs,
-            &mut g.rewards,
-            &mut g.terminated,
-        ] {
-            v.clear();
-        }
-        g.actions.clear();
-        g.tasks.clear();
-        for &i in &order {
-            let i = i as usize;
-            g.obs
-                .extend_from_slice(&batch.obs[i * OBS_DIM..(i + 1) * OBS_DIM]);
-            g.next_obs
-                .extend_from_slice(&batch.next_obs[i * OBS_DIM..(i + 1) * OBS_DIM]);
-            g.actions.push(batch.actions[i]);
-            g.rewards.push(batch.rewards[i]);
-            g.terminated.push(batch.terminated[i]);
-            g.tasks.push(batch.tasks[i]);
-        }
+        let segments = varshare::group_batch(batch, &mut self.grouped);
+        let g = &self.grouped;
         self.obs.clear();
         self.obs.extend_from_slice(&g.obs);
         self.obs.extend_from_slice(&g.next_obs);

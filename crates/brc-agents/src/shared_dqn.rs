@@ -1,10 +1,12 @@
 //! Shared DQN: one MLP for all tasks, told the task by an 8-d learned embedding concatenated
 //! after the state (or task-blind), trained on mixed-task batches with MSE and Adam.
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use brc_buffer::Batch;
-use brc_nn::SharedQMlp;
+use brc_nn::task_residual::TaskSegment;
+use brc_nn::{HostFlipout, HostGradients, ResidualMlpCpu, SharedQMlp};
 use rand::SeedableRng;
 use rand_pcg::Pcg32;
 use serde_json::json;
@@ -14,7 +16,8 @@ use crate::exploration::EpsilonGreedy;
 use crate::optim::AdamW;
 use crate::surgery::{split_by_task, Surgery, SurgeryDiagnostics};
 use crate::td::{
-    dqn_loss, dqn_loss_from_q, flat_gradient, param_gradients, single_q, BatchTensors,
+    dqn_loss, dqn_loss_from_q, flat_gradient, host_dqn_loss, param_gradients, single_q,
+    BatchTensors, HostTd,
 };
 use crate::varshare::{self, ParameterCounts, VarShare, VarShareDiagnostics};
 use crate::{
@@ -39,6 +42,39 @@ pub struct SharedDqn {
     task_batches: Vec<Batch>,
     /// VarShare's task residuals (`[agent.varshare]`).
     varshare: Option<VarShare>,
+    /// VarShare's CPU fast path (`None` without VarShare and on other devices, where candle's
+    /// graph computes the residuals).
+    varshare_cpu: Option<RefCell<VarShareCpu>>,
+}
+
+/// The residual-MLP CPU engines and the buffers of one VarShare update, kept between updates
+/// (see [`brc_nn::ResidualMlpCpu`]; candle's graph is the reference).
+struct VarShareCpu {
+    /// The online network on `s` grouped by task, Flipout noise on every row.
+    online: ResidualMlpCpu,
+    /// The target network on `s′` grouped by task, the means.
+    target: ResidualMlpCpu,
+    /// The update's batch with its rows grouped by task, and the tasks' segments.
+    grouped: Batch,
+    segments: Vec<TaskSegment>,
+    dq: Vec<f32>,
+    grads: HostGradients,
+}
+
+impl VarShareCpu {
+    fn new(net: &SharedQMlp) -> Result<Option<Self>> {
+        if !net.params().device().is_cpu() || net.task_residuals().is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            online: ResidualMlpCpu::new(net)?,
+            target: ResidualMlpCpu::new(net)?,
+            grouped: Batch::new(),
+            segments: Vec::new(),
+            dq: Vec::new(),
+            grads: Vec::new(),
+        }))
+    }
 }
 
 impl SharedDqn {
@@ -68,9 +104,14 @@ impl SharedDqn {
         let mut optimizer = AdamW::new(online.params().vars(), config.lr, 0.0)?;
         optimizer.set_decay_mask(varshare::decays(online.params()));
         let surgery = Surgery::new(config.gradient_settings(), online.params(), ctx.num_tasks());
+        let varshare_cpu = match &varshare {
+            Some(_) => VarShareCpu::new(&online)?.map(RefCell::new),
+            None => None,
+        };
         Ok(Self {
             surgery,
             varshare,
+            varshare_cpu,
             task_batches: Vec::new(),
             exploration: EpsilonGreedy::new(ctx.exploration),
             rng: Pcg32::seed_from_u64(ctx.seed ^ 0x5eed_e791),
@@ -132,8 +173,70 @@ impl SharedDqn {
         })
     }
 
-    /// One VarShare update: the TD loss on the update's sampled weights plus the penalty.
+    /// One VarShare update on the CPU fast path: the same draw, loss and penalty as
+    /// [`SharedDqn::varshare_update`], forward and backward by [`ResidualMlpCpu`] on the rows
+    /// grouped by task, Adam on the host gradients.
+    fn varshare_update_on_cpu(&mut self, batch: &Batch) -> Result<UpdateStats> {
+        let cell = self.varshare_cpu.as_ref().expect("called with a CPU path");
+        let mut cpu = cell.borrow_mut();
+        let td = self.varshare_host_gradients(&mut cpu, batch)?;
+        let grad_norm = self
+            .optimizer
+            .step_host(&cpu.grads, self.config.grad_clip)?;
+        Ok(UpdateStats {
+            loss: td.loss as f32,
+            grad_norm,
+            mean_q: td.mean_q as f32,
+        })
+    }
+
+    /// The TD loss of `batch` on this update's draw and, in `cpu.grads`, the gradient of the
+    /// TD loss plus β · the mean penalty per adapter weight ([`SharedDqn::varshare_update`]'s
+    /// loss).
+    fn varshare_host_gradients(&self, cpu: &mut VarShareCpu, batch: &Batch) -> Result<HostTd> {
+        if batch.is_empty() {
+            return Err(AgentError::Batch("empty batch".into()));
+        }
+        let vs = self.varshare.as_ref().expect("called with VarShare");
+        let rows = batch.len();
+        let (noise, signs) = vs.draw_host(&self.online, self.optimizer.steps(), rows)?;
+        cpu.segments = varshare::group_batch(batch, &mut cpu.grouped);
+        let variational = vs.config.mode == brc_nn::ResidualMode::Variational;
+        let scale = vs.penalty_scale(&self.online);
+        let sigma_prior = vs.config.sigma_prior;
+        noise
+            .with_host_slices(|eps| -> Result<HostTd> {
+                let flipout = variational.then_some(HostFlipout {
+                    eps,
+                    signs: &signs,
+                    rows,
+                });
+                let VarShareCpu {
+                    online,
+                    target,
+                    grouped,
+                    segments,
+                    dq,
+                    grads,
+                } = &mut *cpu;
+                let q = online.forward(&self.online, &grouped.obs, segments, flipout)?;
+                let next = target.forward(&self.target, &grouped.next_obs, segments, None)?;
+                dq.resize(rows * brc_nn::NUM_ACTIONS, 0.0);
+                let td = host_dqn_loss(q, next, grouped, self.ctx.gamma, dq)?;
+                online.backward(&self.online, dq, flipout, grads)?;
+                online.add_penalty_gradient(&self.online, sigma_prior, scale, grads)?;
+                Ok(td)
+            })
+            .ok_or_else(|| AgentError::Batch("VarShare's draw is not on the CPU".into()))?
+    }
+
+    /// One VarShare update: the TD loss on the update's sampled weights (one ε per layer,
+    /// Flipout signs per row) plus β · the mean penalty per adapter weight, on the CPU path
+    /// where there is one and on candle's graph otherwise.
     fn varshare_update(&mut self, batch: &Batch) -> Result<UpdateStats> {
+        if self.varshare_cpu.is_some() {
+            return self.varshare_update_on_cpu(batch);
+        }
         let vs = self.varshare.as_ref().expect("called with VarShare");
         let b = BatchTensors::new(batch, &self.ctx.device)?;
         let draw = vs.draw(&self.online, self.optimizer.steps(), batch.len())?;
@@ -329,5 +432,260 @@ impl Agent for SharedDqn {
             v.restore_seed(s.varshare_seed);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod cpu_path_tests {
+    //! VarShare's CPU fast path against candle's graph, the reference: same loss, same
+    //! gradients, same training.
+    use super::*;
+    use crate::{Exploration, VarShareConfig, NUM_ACTIONS};
+    use brc_nn::ResidualMode;
+    use rand::Rng;
+
+    fn ctx(seed: u64) -> AgentContext {
+        AgentContext {
+            task_names: ["standard", "windy", "heavy"].map(String::from).to_vec(),
+            gamma: 0.99,
+            exploration: Exploration {
+                start: 0.0,
+                end: 0.0,
+                decay: 1.0,
+            },
+            target_update_episodes: 10,
+            min_replay: 64,
+            total_episodes: 1500,
+            seed,
+            device: candle_core::Device::Cpu,
+        }
+    }
+
+    /// 64 transitions over `tasks` (in turn), terminal ±100 rewards among them.
+    fn batch(seed: u64, tasks: &[u32]) -> Batch {
+        let mut rng = Pcg32::seed_from_u64(seed);
+        let mut b = Batch::with_capacity(64);
+        for i in 0..64 {
+            b.obs
+                .extend((0..OBS_DIM).map(|_| rng.random_range(-1.5f32..1.5)));
+            b.next_obs
+                .extend((0..OBS_DIM).map(|_| rng.random_range(-1.5f32..1.5)));
+            b.actions.push(rng.random_range(0..NUM_ACTIONS as u32));
+            let terminal = i % 9 == 0;
+            b.rewards.push(if terminal {
+                [-100.0, 100.0][i % 2]
+            } else {
+                rng.random_range(-5.0..5.0)
+            });
+            b.terminated.push(if terminal { 1.0 } else { 0.0 });
+            b.tasks.push(tasks[i % tasks.len()]);
+        }
+        b
+    }
+
+    fn rel(a: &[f32], b: &[f32]) -> f64 {
+        let d: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+        let n: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
+        (d / n.max(1e-30)).sqrt()
+    }
+
+    /// VarShare Shared DQNs: variational and `l2`, with and without the task embedding, with a
+    /// β large enough for the penalty to matter (one of them with gradient clipping on).
+    fn varshare_configs() -> Vec<SharedDqnConfig> {
+        let vs = |mode, keep_embedding| {
+            Some(VarShareConfig {
+                mode,
+                beta: 0.5,
+                keep_embedding,
+                ..VarShareConfig::default()
+            })
+        };
+        let config = |varshare, grad_clip| SharedDqnConfig {
+            varshare,
+            grad_clip,
+            ..SharedDqnConfig::default()
+        };
+        vec![
+            config(vs(ResidualMode::Variational, true), 0.0),
+            config(vs(ResidualMode::Variational, false), 0.0),
+            config(vs(ResidualMode::L2, true), 0.0),
+            config(vs(ResidualMode::L2, false), 0.0),
+            config(vs(ResidualMode::Variational, true), 10.0),
+        ]
+    }
+
+    /// The VarShare agent with its CPU path switched off: candle's graph end to end.
+    fn reference(config: &SharedDqnConfig, seed: u64) -> SharedDqn {
+        let mut agent = SharedDqn::new(config.clone(), ctx(seed)).unwrap();
+        agent.varshare_cpu = None;
+        agent
+    }
+
+    /// Moves every variable of `net` (μ and ρ included) off its initial value.
+    fn perturb(net: &SharedQMlp, seed: u64) {
+        let mut rng = Pcg32::seed_from_u64(seed);
+        for (name, v) in net.params().named_vars() {
+            let spread = if name.contains("residual_rho") {
+                1.0
+            } else {
+                0.02
+            };
+            brc_nn::params::update_host(v, |w| {
+                w.iter_mut()
+                    .for_each(|x| *x += rng.random_range(-spread..spread))
+            })
+            .unwrap();
+        }
+    }
+
+    fn values(t: &candle_core::Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn the_varshare_cpu_path_is_on_for_varshare_networks_on_the_cpu() {
+        for config in varshare_configs() {
+            let agent = SharedDqn::new(config, ctx(0)).unwrap();
+            assert!(agent.varshare_cpu.is_some());
+        }
+        let plain = SharedDqn::new(SharedDqnConfig::default(), ctx(0)).unwrap();
+        assert!(plain.varshare_cpu.is_none());
+    }
+
+    #[test]
+    fn varshare_loss_and_every_gradient_equal_candles_on_a_fixed_batch() {
+        // Tasks out of order, all three present; then a batch without task 1.
+        for tasks in [&[2, 0, 1, 1, 0][..], &[2, 0, 0]] {
+            for config in varshare_configs() {
+                let fast = SharedDqn::new(config.clone(), ctx(7)).unwrap();
+                let slow = reference(&config, 7);
+                perturb(&fast.online, 8);
+                perturb(&fast.target, 9);
+                slow.online.copy_from(&fast.online).unwrap();
+                slow.target.copy_from(&fast.target).unwrap();
+                let batch = batch(3, tasks);
+                let vs = slow.varshare.as_ref().unwrap();
+                let b = BatchTensors::new(&batch, &slow.ctx.device).unwrap();
+                let draw = vs.draw(&slow.online, 0, batch.len()).unwrap();
+                let q = slow
+                    .online
+                    .forward_with(&b.obs, &b.tasks, draw.weights())
+                    .unwrap();
+                let (td, q_taken) = dqn_loss_from_q(&q, &slow.target, &b, 0.99).unwrap();
+                let grads = (&td + vs.penalty(&slow.online).unwrap())
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let mut cpu = fast.varshare_cpu.as_ref().unwrap().borrow_mut();
+                let host = fast.varshare_host_gradients(&mut cpu, &batch).unwrap();
+                let want = f64::from(td.to_scalar::<f32>().unwrap());
+                let what = format!("{:?}, tasks {tasks:?}", config.varshare);
+                assert!(
+                    (host.loss - want).abs() <= 1e-5 * want.abs(),
+                    "{what}: loss {} vs {want}",
+                    host.loss
+                );
+                let want_q = f64::from(q_taken.mean_all().unwrap().to_scalar::<f32>().unwrap());
+                assert!((host.mean_q - want_q).abs() <= 1e-5 * (1.0 + want_q.abs()));
+                let vars = slow.online.params().named_vars();
+                assert_eq!(cpu.grads.len(), vars.len());
+                for ((name, var), got) in vars.iter().zip(&cpu.grads) {
+                    let reference = grads
+                        .get(var)
+                        .map_or_else(|| vec![0.0; var.elem_count()], values);
+                    let r = rel(got, &reference);
+                    assert!(r <= 1e-5, "{what}: {name}: relative error {r}");
+                    assert!(
+                        got.iter().any(|g| *g != 0.0),
+                        "{what}: {name} gets a gradient"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn varshare_updates_train_the_same_parameters_as_candle() {
+        for config in varshare_configs() {
+            let mut fast = SharedDqn::new(config.clone(), ctx(11)).unwrap();
+            let mut slow = reference(&config, 11);
+            for i in 0..12 {
+                // Every third batch leaves task 2 out: Adam still moves its residuals.
+                let tasks: &[u32] = if i % 3 == 2 { &[1, 0] } else { &[2, 0, 1] };
+                let b = batch(101 + i, tasks);
+                let (f, s) = (fast.update(&b).unwrap(), slow.update(&b).unwrap());
+                assert!(
+                    (f.loss - s.loss).abs() <= 1e-4 * (1.0 + s.loss.abs()),
+                    "update {i}: {} vs {}",
+                    f.loss,
+                    s.loss
+                );
+                assert!((f.grad_norm - s.grad_norm).abs() <= 1e-4 * (1.0 + s.grad_norm));
+                assert!((f.mean_q - s.mean_q).abs() <= 1e-4 * (1.0 + s.mean_q.abs()));
+                if i % 4 == 3 {
+                    fast.end_episode(0).unwrap();
+                    slow.end_episode(0).unwrap();
+                }
+            }
+            for (net_fast, net_slow) in [(&fast.online, &slow.online), (&fast.target, &slow.target)]
+            {
+                for ((name, a), (_, b)) in net_fast
+                    .params()
+                    .named_vars()
+                    .iter()
+                    .zip(net_slow.params().named_vars())
+                {
+                    let r = rel(&values(a), &values(b));
+                    // Residuals start at zero and Adam's first step divides every component
+                    // by its own size, so components whose gradient is near zero carry their
+                    // float noise into μ (as in BRC's test); the shared weights stay at 1e-4.
+                    let tolerance = if name.contains("residual_") {
+                        1e-3
+                    } else {
+                        1e-4
+                    };
+                    assert!(
+                        r <= tolerance,
+                        "{:?}: {name}: relative distance {r}",
+                        config.varshare
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn varshare_cpu_training_is_deterministic() {
+        for config in varshare_configs().into_iter().take(3) {
+            let train = || {
+                let mut agent = SharedDqn::new(config.clone(), ctx(13)).unwrap();
+                let stats: Vec<(f32, f32, f32)> = (0..4)
+                    .map(|i| {
+                        let s = agent.update(&batch(300 + i, &[0, 1, 2])).unwrap();
+                        (s.loss, s.grad_norm, s.mean_q)
+                    })
+                    .collect();
+                let weights: Vec<Vec<f32>> = agent
+                    .online
+                    .params()
+                    .named_vars()
+                    .iter()
+                    .map(|(_, v)| values(v))
+                    .collect();
+                (stats, weights)
+            };
+            let (a, b) = (train(), train());
+            assert_eq!(a.0, b.0, "{:?}: losses", config.varshare);
+            assert!(a.1 == b.1, "{:?}: weights differ", config.varshare);
+        }
+    }
+
+    #[test]
+    fn a_bad_action_is_an_error_not_a_panic() {
+        let mut agent = SharedDqn::new(varshare_configs().remove(0), ctx(0)).unwrap();
+        let mut b = batch(1, &[0, 1, 2]);
+        b.actions[5] = NUM_ACTIONS as u32;
+        assert!(agent.update(&b).is_err());
+        assert!(agent.update(&Batch::new()).is_err());
     }
 }

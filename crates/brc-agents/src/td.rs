@@ -63,6 +63,52 @@ pub(crate) fn dqn_loss_from_q<N: QNetwork>(
     Ok((loss, q_taken))
 }
 
+/// A TD loss computed on the host, with the mean Q(s, a) of its rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct HostTd {
+    pub(crate) loss: f64,
+    pub(crate) mean_q: f64,
+}
+
+/// [`dqn_loss_from_q`] on the host: `q` (online) and `next` (target) are `[rows, 4]` for the
+/// rows of `batch`, in its order. Returns the loss and the mean Q(s, a), and writes the loss's
+/// gradient with respect to `q` into `dq` (`[rows, 4]`, overwritten). An action out of range
+/// is an error.
+pub(crate) fn host_dqn_loss(
+    q: &[f32],
+    next: &[f32],
+    batch: &Batch,
+    gamma: f64,
+    dq: &mut [f32],
+) -> Result<HostTd> {
+    let rows = batch.len();
+    let (a_n, gamma) = (crate::NUM_ACTIONS, gamma as f32);
+    if let Some(a) = batch.actions.iter().find(|&&a| a as usize >= a_n) {
+        return Err(AgentError::Batch(format!(
+            "action {a} out of range ({a_n} actions)"
+        )));
+    }
+    dq[..rows * a_n].fill(0.0);
+    let (mut loss, mut q_sum) = (0.0f64, 0.0f64);
+    for i in 0..rows {
+        let next_max = next[i * a_n..(i + 1) * a_n]
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max);
+        // As candle computes it: r + ((max Q′ · (1 − done)) · γ).
+        let target = batch.rewards[i] + next_max * (1.0 - batch.terminated[i]) * gamma;
+        let at = i * a_n + batch.actions[i] as usize;
+        let diff = q[at] - target;
+        loss += f64::from(diff * diff);
+        q_sum += f64::from(q[at]);
+        dq[at] = 2.0 * diff / rows as f32;
+    }
+    Ok(HostTd {
+        loss: loss / rows as f64,
+        mean_q: q_sum / rows as f64,
+    })
+}
+
 /// Q-values of one observation on `task` (a batch of one).
 pub(crate) fn single_q<N: QNetwork>(
     net: &N,

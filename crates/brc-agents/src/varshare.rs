@@ -23,13 +23,16 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use brc_nn::task_residual::{draw_host_signs, draw_signs, FlipoutSigns, HostSigns};
+use brc_buffer::Batch;
+use brc_nn::task_residual::{
+    draw_host_signs, draw_signs, group_by_task, FlipoutSigns, HostSigns, TaskSegment,
+};
 use brc_nn::{ResidualMode, ResidualNoise, ResidualWeights, TaskResidualNetwork};
 use candle_core::Tensor;
 use rand_pcg::Pcg32;
 use serde::{Deserialize, Serialize};
 
-use crate::{AgentError, Result, VarShareConfig};
+use crate::{AgentError, Result, VarShareConfig, OBS_DIM};
 
 /// Shared, per-task adapter and total trainable parameters of an agent's online network(s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,4 +330,33 @@ pub(crate) fn set_shared_only(
             "{agent} has no task residuals to switch off (only [agent.varshare] runs do)"
         ))),
     }
+}
+
+/// Puts `batch`'s rows into `grouped` grouped by task (a stable sort: the order candle's
+/// residual layers use, [`group_by_task`]) for a host update; returns the tasks' segments.
+pub(crate) fn group_batch(batch: &Batch, grouped: &mut Batch) -> Vec<TaskSegment> {
+    let (order, segments) = group_by_task(&batch.tasks);
+    let g = grouped;
+    for v in [
+        &mut g.obs,
+        &mut g.next_obs,
+        &mut g.rewards,
+        &mut g.terminated,
+    ] {
+        v.clear();
+    }
+    g.actions.clear();
+    g.tasks.clear();
+    for &i in &order {
+        let i = i as usize;
+        g.obs
+            .extend_from_slice(&batch.obs[i * OBS_DIM..(i + 1) * OBS_DIM]);
+        g.next_obs
+            .extend_from_slice(&batch.next_obs[i * OBS_DIM..(i + 1) * OBS_DIM]);
+        g.actions.push(batch.actions[i]);
+        g.rewards.push(batch.rewards[i]);
+        g.terminated.push(batch.terminated[i]);
+        g.tasks.push(batch.tasks[i]);
+    }
+    segments
 }

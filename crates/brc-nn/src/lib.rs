@@ -50,7 +50,9 @@ pub mod ops;
 pub mod params;
 pub mod pth;
 pub mod residual_bronet_cpu;
+pub mod residual_mlp_cpu;
 pub mod task_residual;
+pub mod task_residual_cpu;
 
 pub use bronet::{BroNet, BroNetConfig};
 pub use bronet_cpu::{BroNetCpu, HostGradients};
@@ -59,10 +61,12 @@ pub use device::select_device;
 pub use mlp::{QMlp, SharedQMlp};
 pub use mlp_cpu::MlpCpu;
 pub use params::ParamStore;
-pub use residual_bronet_cpu::{HostFlipout, ResidualBroNetCpu};
+pub use residual_bronet_cpu::ResidualBroNetCpu;
+pub use residual_mlp_cpu::ResidualMlpCpu;
 pub use task_residual::{
     ResidualMode, ResidualNoise, ResidualWeights, TaskResidualLinear, TaskResidualNetwork, TaskRows,
 };
+pub use task_residual_cpu::HostFlipout;
 
 use std::path::PathBuf;
 

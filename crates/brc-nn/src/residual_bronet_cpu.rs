@@ -5,37 +5,25 @@
 //! candle's graph computes a residual layer as per-task slices, a weight sum, a softplus, a
 //! noise product and sign multiplications, each a fresh tensor, forward and backward: at batch
 //! 64 a VarShare BRC update cost 17× a plain one (docs/performance.md). Here the rows come
-//! grouped by task (contiguous [`TaskSegment`]s) and every layer computes, per segment m,
-//!
-//! * forward: `y = x W_m + ((x ⊙ s) V_m) ⊙ r + b`, with `W_m = θ + μ_m` materialised once per
-//!   pass for the tasks present and `V_m = σ_m ⊙ ε_m`, `σ_m = softplus(ρ_m)` (the Flipout
-//!   term only on the first, noisy, rows; the rest use the means, so one pass serves the
-//!   prediction on s and the double-DQN argmax on s′);
-//! * backward: `dμ_m = x_mᵀ dy_m`, `dθ = Σ_m dμ_m`, `dV_m = (x_m ⊙ s)ᵀ (dy_m ⊙ r)`,
-//!   `dρ_m = dV_m ⊙ ε_m ⊙ sigmoid(ρ_m)`, `dx = dy W_mᵀ + ((dy ⊙ r) V_mᵀ) ⊙ s`.
+//! grouped by task (contiguous [`TaskSegment`]s) and every residual layer runs on the host as
+//! [`crate::task_residual_cpu`] describes, the Flipout term only on the first, noisy, rows
+//! (the rest use the means, so one pass serves the prediction on s and the double-DQN argmax
+//! on s′).
 //!
 //! [`ResidualBroNetCpu::add_penalty_gradient`] adds the closed-form gradient of the KL (or
 //! the `l2` penalty). candle stays the reference: tests compare every value and gradient.
 
 use crate::bronet_cpu::{two_mut, HostGradients, NormCache};
-use crate::kernels::{self, Mat};
-use crate::lane_math;
+use crate::kernels;
 use crate::layers::LN_EPS;
-use crate::task_residual::{HostSigns, TaskSegment};
-use crate::{BroNet, BroNetConfig, NnError, ResidualMode, Result};
+use crate::task_residual::TaskSegment;
+use crate::task_residual_cpu::{
+    self, flipout_fits, present_tasks, segment_rows, HostFlipout, LayerCache, LayerIndices,
+    LayerPass,
+};
+use crate::{BroNet, BroNetConfig, NnError, Result};
 
-/// Where one residual layer's variables sit in its store's construction order.
-#[derive(Debug, Clone)]
-struct LayerIndices {
-    weight: usize,
-    bias: usize,
-    /// μ_m per task.
-    mu: Vec<usize>,
-    /// ρ_m per task (variational only).
-    rho: Option<Vec<usize>>,
-    in_dim: usize,
-    out_dim: usize,
-}
+const ENGINE: &str = "residual BroNet CPU path";
 
 /// Where each variable of a residual BroNet sits.
 #[derive(Debug, Clone)]
@@ -57,27 +45,14 @@ impl Indices {
             .map(|(n, _)| n.as_str())
             .collect();
         let find = |name: &str| {
-            names.iter().position(|n| *n == name).ok_or_else(|| {
-                NnError::Config(format!("residual BroNet CPU path: no variable `{name}`"))
-            })
+            names
+                .iter()
+                .position(|n| *n == name)
+                .ok_or_else(|| NnError::Config(format!("{ENGINE}: no variable `{name}`")))
         };
-        let per_task = |prefix: &str, what: &str| -> Result<Vec<usize>> {
-            (0..c.num_tasks)
-                .map(|t| find(&format!("{prefix}.{what}.{t}")))
-                .collect()
-        };
-        let layer = |prefix: &str, in_dim: usize, out_dim: usize| -> Result<LayerIndices> {
-            Ok(LayerIndices {
-                weight: find(&format!("{prefix}.weight"))?,
-                bias: find(&format!("{prefix}.bias"))?,
-                mu: per_task(prefix, "residual_mu")?,
-                rho: match c.task_residuals {
-                    Some(ResidualMode::Variational) => Some(per_task(prefix, "residual_rho")?),
-                    _ => None,
-                },
-                in_dim,
-                out_dim,
-            })
+        let mode = c.task_residuals.unwrap_or_default();
+        let layer = |prefix: &str, in_dim: usize, out_dim: usize| {
+            LayerIndices::find(&names, ENGINE, prefix, (in_dim, out_dim), c.num_tasks, mode)
         };
         let norm = |prefix: &str| -> Result<(usize, usize)> {
             Ok((
@@ -103,29 +78,6 @@ impl Indices {
             norms,
         })
     }
-}
-
-/// One training pass's Flipout draw, on the host: ε of every layer (`[tasks, in, out]`) and
-/// the signs of the noisy rows (the first `rows`), in the network's residual layer order.
-#[derive(Debug, Clone, Copy)]
-pub struct HostFlipout<'a> {
-    /// ε per layer.
-    pub eps: &'a [&'a [f32]],
-    /// Signs per layer.
-    pub signs: &'a [HostSigns],
-    /// How many leading rows of the pass carry the noise.
-    pub rows: usize,
-}
-
-/// What one residual layer keeps between the forward and the backward pass, per task.
-#[derive(Debug, Clone, Default)]
-struct LayerCache {
-    /// θ + μ_m for the tasks of the last pass.
-    mean: Vec<Vec<f32>>,
-    /// σ_m, sigmoid(ρ_m) and V_m = σ_m ⊙ ε_m of every task (after a noisy pass).
-    sigma: Vec<Vec<f32>>,
-    sigmoid: Vec<Vec<f32>>,
-    noise: Vec<Vec<f32>>,
 }
 
 /// A residual-BroNet forward/backward engine for one network shape, with its buffers.
@@ -246,32 +198,19 @@ impl ResidualBroNetCpu {
         idx: &Indices,
     ) -> Result<usize> {
         let c = &self.config;
-        let bad = |msg: String| Err(NnError::Config(format!("residual BroNet CPU path: {msg}")));
-        let mut rows = 0;
-        for s in segments {
-            if s.start != rows || s.task >= c.num_tasks {
-                return bad(format!(
-                    "segment {s:?}: segments must be consecutive from row 0, tasks below {}",
-                    c.num_tasks
-                ));
-            }
-            rows += s.len;
-        }
+        let bad = |msg: String| Err(NnError::Config(format!("{ENGINE}: {msg}")));
+        let Some(rows) = segment_rows(segments, c.num_tasks) else {
+            return bad(format!(
+                "segments {segments:?}: segments must be consecutive from row 0, tasks below {}",
+                c.num_tasks
+            ));
+        };
         if obs.len() != rows * c.obs_dim {
             return bad(format!("{} observation values for {rows} rows", obs.len()));
         }
         if let Some(f) = flipout {
             let ends_segment = f.rows == 0 || segments.iter().any(|s| s.start + s.len == f.rows);
-            let layers = &idx.layers;
-            let shapes_ok = c.task_residuals == Some(ResidualMode::Variational)
-                && f.eps.len() == layers.len()
-                && f.signs.len() == layers.len()
-                && layers.iter().zip(f.eps).zip(f.signs).all(|((l, e), sg)| {
-                    e.len() == c.num_tasks * l.in_dim * l.out_dim
-                        && sg.s.len() == f.rows * l.in_dim
-                        && sg.r.len() == f.rows * l.out_dim
-                });
-            if !ends_segment || !shapes_ok {
+            if !ends_segment || !flipout_fits(f, &idx.layers, c.num_tasks, c.task_residuals) {
                 return bad(format!(
                     "a Flipout draw for {} rows that does not fit the network or the segments",
                     f.rows
@@ -316,36 +255,9 @@ impl ResidualBroNetCpu {
 
     /// θ + μ_m for the tasks of this pass and, with a draw, σ, sigmoid(ρ) and V of every task.
     fn prepare_weights(&mut self, w: &[&[f32]], idx: &Indices, flipout: Option<&HostFlipout<'_>>) {
-        let tasks = self.config.num_tasks;
-        let mut present = vec![false; tasks];
-        for s in &self.segments {
-            present[s.task] |= s.len > 0;
-        }
+        let present = present_tasks(&self.segments, self.config.num_tasks);
         for (k, (l, cache)) in idx.layers.iter().zip(&mut self.layers).enumerate() {
-            let n = l.in_dim * l.out_dim;
-            cache.mean.resize(tasks, Vec::new());
-            for (t, mean) in cache.mean.iter_mut().enumerate() {
-                if present[t] {
-                    mean.resize(n, 0.0);
-                    add_into(mean, w[l.weight], w[l.mu[t]]);
-                }
-            }
-            let (Some(f), Some(rho)) = (flipout, &l.rho) else {
-                continue;
-            };
-            for list in [&mut cache.sigma, &mut cache.sigmoid, &mut cache.noise] {
-                list.resize(tasks, Vec::new());
-                list.iter_mut().for_each(|v| v.resize(n, 0.0));
-            }
-            for t in 0..tasks {
-                scaled_softplus(
-                    w[rho[t]],
-                    &f.eps[k][t * n..(t + 1) * n],
-                    &mut cache.sigma[t],
-                    &mut cache.sigmoid[t],
-                    &mut cache.noise[t],
-                );
-            }
+            cache.prepare(w, l, &present, flipout.map(|f| f.eps[k]));
         }
     }
 
@@ -401,7 +313,7 @@ impl ResidualBroNetCpu {
             // x + fc2(y): computed aside, then added onto the residual stream.
             let r = &mut self.grad_scratch[..rows * h];
             pass.forward(at(2 + 2 * b), hidden, r);
-            add_assign(stream, r);
+            stream.iter_mut().zip(r.iter()).for_each(|(s, v)| *s += v);
         }
         let (g, beta) = idx.norms[c.num_blocks];
         let n = &mut self.norms[c.num_blocks];
@@ -591,307 +503,34 @@ impl ResidualBroNetCpu {
     ) -> Result<()> {
         let idx = self.bind(net)?;
         if grads.len() != net.params().len() {
-            return Err(NnError::Config(
-                "residual BroNet CPU path: penalty gradients need a full gradient set".into(),
-            ));
+            return Err(NnError::Config(format!(
+                "{ENGINE}: penalty gradients need a full gradient set"
+            )));
         }
-        let variational = self.config.task_residuals == Some(ResidualMode::Variational);
-        if variational
-            && self
-                .layers
-                .iter()
-                .any(|l| l.sigma.len() != self.config.num_tasks)
-        {
-            return Err(NnError::Config(
-                "residual BroNet CPU path: the KL gradient needs a noisy forward first".into(),
-            ));
-        }
-        let sp2 = (sigma_prior * sigma_prior) as f32;
-        let (mu_coef, g) = ((scale / (sigma_prior * sigma_prior)) as f32, scale as f32);
+        let layers = (&idx.layers[..], &self.layers[..]);
         net.params()
             .with_host_slices(|w| {
-                for (l, cache) in idx.layers.iter().zip(&self.layers) {
-                    for (t, &m) in l.mu.iter().enumerate() {
-                        add_scaled(&mut grads[m], mu_coef, w[m]);
-                        let Some(rho) = &l.rho else { continue };
-                        let (sigma, sig) = (&cache.sigma[t], &cache.sigmoid[t]);
-                        add_kl_rho_gradient(&mut grads[rho[t]], g, sp2, sigma, sig);
-                    }
-                }
+                task_residual_cpu::add_penalty_gradient(
+                    ENGINE,
+                    layers,
+                    w,
+                    (sigma_prior, scale),
+                    grads,
+                )
             })
-            .ok_or_else(off_cpu)
+            .ok_or_else(off_cpu)?
     }
 }
 
 fn off_cpu() -> NnError {
-    NnError::Config("residual BroNet CPU path: weights are not on the CPU".into())
-}
-
-/// What every layer of one pass shares: the weights, the task segments, the buffers.
-struct LayerPass<'a, 'w> {
-    w: &'a [&'w [f32]],
-    segments: &'a [TaskSegment],
-    rows: usize,
-    /// Leading rows with Flipout noise.
-    noisy: usize,
-    threads: usize,
-    scratch_in: &'a mut Vec<f32>,
-    scratch_out: &'a mut Vec<f32>,
-}
-
-/// One layer of a pass: its variables, its cache and (noisy) the draw with the layer's index.
-type LayerAt<'a> = (
-    &'a LayerIndices,
-    &'a LayerCache,
-    Option<(&'a HostFlipout<'a>, usize)>,
-);
-
-impl LayerPass<'_, '_> {
-    /// `out = x W_m (+ ((x ⊙ s) V_m) ⊙ r on the noisy rows) + b`, per segment.
-    fn forward(&mut self, (l, cache, flipout): LayerAt<'_>, x: &[f32], out: &mut [f32]) {
-        let (i, o, t) = (l.in_dim, l.out_dim, self.threads);
-        for s in self.segments {
-            kernels::matmul(
-                &mut out[s.start * o..(s.start + s.len) * o],
-                Mat::new(&x[s.start * i..(s.start + s.len) * i], s.len, i),
-                Mat::new(&cache.mean[s.task], i, o),
-                false,
-                t,
-            );
-        }
-        if let Some((f, k)) = flipout.filter(|_| l.rho.is_some() && self.noisy > 0) {
-            let n = self.noisy;
-            let signs = &f.signs[k];
-            let xs = &mut self.scratch_in[..n * i];
-            mul_into(xs, &x[..n * i], &signs.s);
-            let noise = &mut self.scratch_out[..n * o];
-            for s in self.segments.iter().filter(|s| s.start + s.len <= n) {
-                kernels::matmul(
-                    &mut noise[s.start * o..(s.start + s.len) * o],
-                    Mat::new(&xs[s.start * i..(s.start + s.len) * i], s.len, i),
-                    Mat::new(&cache.noise[s.task], i, o),
-                    false,
-                    t,
-                );
-            }
-            add_product(&mut out[..n * o], noise, &signs.r);
-        }
-        kernels::add_bias(&mut out[..self.rows * o], self.w[l.bias]);
-    }
-
-    /// The layer's weight gradients (overwritten) for `dy` on the pass's rows, and its input's
-    /// gradient into `dx` (overwritten) when asked.
-    fn backward(
-        &mut self,
-        (l, cache, flipout): LayerAt<'_>,
-        x: &[f32],
-        dy: &[f32],
-        grads: &mut HostGradients,
-        dx: Option<&mut [f32]>,
-    ) {
-        let (i, o, t, rows) = (l.in_dim, l.out_dim, self.threads, self.rows);
-        let present = |task: usize| self.segments.iter().any(|s| s.task == task && s.len > 0);
-        for (task, &m) in l.mu.iter().enumerate() {
-            if !present(task) {
-                grads[m].fill(0.0);
-            }
-        }
-        for s in self.segments {
-            kernels::matmul(
-                &mut grads[l.mu[s.task]],
-                Mat::new(&x[s.start * i..(s.start + s.len) * i], s.len, i).t(),
-                Mat::new(&dy[s.start * o..(s.start + s.len) * o], s.len, o),
-                false,
-                t,
-            );
-        }
-        // dθ = Σ_m dμ_m.
-        let mut dtheta = std::mem::take(&mut grads[l.weight]);
-        dtheta.fill(0.0);
-        for &m in &l.mu {
-            add_assign(&mut dtheta, &grads[m]);
-        }
-        grads[l.weight] = dtheta;
-        let db = &mut grads[l.bias];
-        db.fill(0.0);
-        kernels::add_column_sums(db, &dy[..rows * o]);
-        let noisy = flipout.filter(|_| l.rho.is_some() && self.noisy > 0);
-        if let (Some((f, k)), Some(rho)) = (noisy, &l.rho) {
-            let signs = &f.signs[k];
-            let dyr = &mut self.scratch_out[..rows * o];
-            mul_into(dyr, &dy[..rows * o], &signs.r);
-            let xs = &mut self.scratch_in[..rows * i];
-            mul_into(xs, &x[..rows * i], &signs.s);
-            let n = i * o;
-            for (task, &r) in rho.iter().enumerate() {
-                let g = &mut grads[r];
-                let Some(s) = self.segments.iter().find(|s| s.task == task) else {
-                    g.fill(0.0);
-                    continue;
-                };
-                kernels::matmul(
-                    g,
-                    Mat::new(&xs[s.start * i..(s.start + s.len) * i], s.len, i).t(),
-                    Mat::new(&dyr[s.start * o..(s.start + s.len) * o], s.len, o),
-                    false,
-                    t,
-                );
-                // dρ = dV ⊙ ε ⊙ sigmoid(ρ).
-                let eps = &f.eps[k][task * n..(task + 1) * n];
-                scale_by_product(g, eps, &cache.sigmoid[task]);
-            }
-        }
-        let Some(dx) = dx else { return };
-        for s in self.segments {
-            kernels::matmul(
-                &mut dx[s.start * i..(s.start + s.len) * i],
-                Mat::new(&dy[s.start * o..(s.start + s.len) * o], s.len, o),
-                Mat::new(&cache.mean[s.task], i, o).t(),
-                false,
-                t,
-            );
-        }
-        if let Some((f, k)) = noisy {
-            // dx += ((dy ⊙ r) V_mᵀ) ⊙ s; the input-sized scratch is free again.
-            let dyr = &self.scratch_out[..rows * o];
-            let back = &mut self.scratch_in[..rows * i];
-            for s in self.segments {
-                kernels::matmul(
-                    &mut back[s.start * i..(s.start + s.len) * i],
-                    Mat::new(&dyr[s.start * o..(s.start + s.len) * o], s.len, o),
-                    Mat::new(&cache.noise[s.task], i, o).t(),
-                    false,
-                    t,
-                );
-            }
-            add_product(&mut dx[..rows * i], back, &f.signs[k].s);
-        }
-    }
-}
-
-/// `out = a + b` elementwise.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
-    "x86_64+avx2+fma"
-))]
-fn add_into(out: &mut [f32], a: &[f32], b: &[f32]) {
-    for (o, (a, b)) in out.iter_mut().zip(a.iter().zip(b)) {
-        *o = a + b;
-    }
-}
-
-// The elementwise passes below run over every adapter weight of every task (1.4 M values
-// for the default BroNet) or over a pass's activations; compiled for AVX2 and AVX-512 as well,
-// picked at run time. Each is the same IEEE operation per element at any width, so the bits
-// do not depend on the CPU.
-
-/// `out += a` elementwise.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
-    "x86_64+avx2+fma"
-))]
-fn add_assign(out: &mut [f32], a: &[f32]) {
-    for (o, a) in out.iter_mut().zip(a) {
-        *o += a;
-    }
-}
-
-/// `out += c · a` elementwise.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
-    "x86_64+avx2+fma"
-))]
-fn add_scaled(out: &mut [f32], c: f32, a: &[f32]) {
-    for (o, a) in out.iter_mut().zip(a) {
-        *o += c * a;
-    }
-}
-
-/// `out += a ⊙ b` elementwise.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
-    "x86_64+avx2+fma"
-))]
-fn add_product(out: &mut [f32], a: &[f32], b: &[f32]) {
-    for (o, (a, b)) in out.iter_mut().zip(a.iter().zip(b)) {
-        *o += a * b;
-    }
-}
-
-/// `out ⊙= a ⊙ b` elementwise.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
-    "x86_64+avx2+fma"
-))]
-fn scale_by_product(out: &mut [f32], a: &[f32], b: &[f32]) {
-    for (o, (a, b)) in out.iter_mut().zip(a.iter().zip(b)) {
-        *o *= a * b;
-    }
-}
-
-/// The closed-form KL's gradient through ρ, `out += g · (σ/σp² − 1/σ) · sigmoid(ρ)`.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
-    "x86_64+avx2+fma"
-))]
-fn add_kl_rho_gradient(out: &mut [f32], g: f32, sp2: f32, sigma: &[f32], sig: &[f32]) {
-    for (o, (s, q)) in out.iter_mut().zip(sigma.iter().zip(sig)) {
-        *o += g * (s / sp2 - 1.0 / s) * q;
-    }
-}
-
-/// `out = a ⊙ b` elementwise.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
-    "x86_64+avx2+fma"
-))]
-fn mul_into(out: &mut [f32], a: &[f32], b: &[f32]) {
-    for (o, (a, b)) in out.iter_mut().zip(a.iter().zip(b)) {
-        *o = a * b;
-    }
-}
-
-/// σ = softplus(ρ), sigmoid(ρ) and V = σ ⊙ ε: the functions of candle's fused op, in one
-/// pass that vectorises at the CPU's width ([`lane_math`]'s exp and ln: three scalar libm
-/// calls per weight were most of a VarShare update).
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512dq+avx512vl+avx2+fma",
-    "x86_64+avx2+fma"
-))]
-fn scaled_softplus(rho: &[f32], eps: &[f32], sigma: &mut [f32], sig: &mut [f32], v: &mut [f32]) {
-    let n = rho.len();
-    let (eps, sigma, sig, v) = (&eps[..n], &mut sigma[..n], &mut sig[..n], &mut v[..n]);
-    for i in 0..n {
-        let (s, q) = softplus_sigmoid(rho[i]);
-        sigma[i] = s;
-        sig[i] = q;
-        v[i] = s * eps[i];
-    }
-}
-
-/// softplus(ρ) = max(ρ, 0) + ln(1 + e^−|ρ|) and sigmoid(ρ), from one exp and one ln; ln(1 + u)
-/// as ln(w)·u/(w − 1) with w = 1 + u (accurate for small u, where σ ≈ u lives).
-#[inline(always)]
-fn softplus_sigmoid(p: f32) -> (f32, f32) {
-    let u = lane_math::exp(-p.abs());
-    let w = 1.0 + u;
-    let log1p = if w == 1.0 {
-        u
-    } else {
-        lane_math::ln(w) * u / (w - 1.0)
-    };
-    let inv = 1.0 / w;
-    let sigmoid = if p < 0.0 { u * inv } else { inv };
-    (p.max(0.0) + log1p, sigmoid)
+    NnError::Config(format!("{ENGINE}: weights are not on the CPU"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task_residual::{
-        draw_host_signs, draw_signs, group_by_task, sigmoid_f32, softplus_f32,
-    };
-    use crate::{Device, ResidualNoise, ResidualWeights, Tensor};
+    use crate::task_residual::{draw_host_signs, draw_signs, group_by_task};
+    use crate::{Device, ResidualMode, ResidualNoise, ResidualWeights, Tensor};
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     const OUT: usize = 4 * 5;
@@ -1044,29 +683,6 @@ mod tests {
     #[test]
     fn l2_logits_and_every_gradient_match_candle() {
         matches_candle(ResidualMode::L2);
-    }
-
-    #[test]
-    fn vector_softplus_and_sigmoid_match_the_scalar_ones() {
-        let rho: Vec<f32> = (0..203).map(|i| (i as f32 - 101.0) * 0.37).collect();
-        let eps = vec![1.5f32; rho.len()];
-        let n = rho.len();
-        let (mut s, mut q, mut v) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-        scaled_softplus(&rho, &eps, &mut s, &mut q, &mut v);
-        for (i, &p) in rho.iter().enumerate() {
-            let (ws, wq) = (softplus_f32(p), sigmoid_f32(p));
-            assert!(
-                (s[i] - ws).abs() <= 4e-7 * ws,
-                "softplus({p}): {} vs {ws}",
-                s[i]
-            );
-            assert!(
-                (q[i] - wq).abs() <= 4e-7 * wq,
-                "sigmoid({p}): {} vs {wq}",
-                q[i]
-            );
-            assert!((v[i] - 1.5 * s[i]).abs() <= 1e-7 * v[i]);
-        }
     }
 
     #[test]

@@ -263,8 +263,8 @@ fn cases() -> Vec<(&'static str, AgentConfig, UpdateKind, bool)> {
             Plain,
             false,
         ),
-        // VarShare on the same batches as `brc` / `brc_tuned` / `shared_dqn` (BRC on its CPU path,
-        // Shared DQN on candle's graph).
+        // VarShare on the same batches as `brc` / `brc_tuned` / `shared_dqn` (each on its CPU
+        // path: ResidualBroNetCpu, ResidualMlpCpu).
         (
             "brc_varshare",
             AgentConfig::Brc(BrcConfig {
