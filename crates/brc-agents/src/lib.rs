@@ -17,6 +17,8 @@ mod optim;
 mod shared_dqn;
 mod surgery;
 mod td;
+#[cfg(test)]
+mod test_batches;
 mod varshare;
 
 use std::path::Path;
