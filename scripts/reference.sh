@@ -9,6 +9,8 @@
 #   results/reference/ablations/         brc_tuned against its one-change variants
 #   results/reference/surgery/           gradient surgery against its controls (balanced batches,
 #                                        task-blind), Shared DQN and BRC sizes, final weights
+#   results/reference/varshare_comparison/ VarShare and its l2 ablation against the network each
+#                                        one adapts (Shared DQN, tuned BRC), final weights
 # A run already published is left alone (delete its directory to publish it again).
 #
 #   scripts/reference.sh [--publish-only] [RUNS_DIR…]
@@ -41,7 +43,8 @@ if $publish_only; then exit 0; fi
 
 present() { for m in "$@"; do [ -d "$ref/$m" ] && echo "$ref/$m"; done; }
 surgery_methods=(shared_dqn shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_t_support20 brc_balanced brc_pcgrad brc_cagrad)
-mapfile -t main < <(present shared_dqn independent_dqn independent_dqn_matched brc brc_polyak brc_tuned brc_t_support20 shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_balanced brc_pcgrad brc_cagrad)
+mapfile -t main < <(present shared_dqn independent_dqn independent_dqn_matched brc brc_polyak brc_tuned brc_t_support20 shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_balanced brc_pcgrad brc_cagrad varshare_mlp varshare_mlp_l2 varshare varshare_l2)
+mapfile -t varshare < <(present shared_dqn varshare_mlp varshare_mlp_l2 brc_t_support20 varshare varshare_l2)
 mapfile -t surgery < <(present "${surgery_methods[@]}")
 mapfile -t ablations < <(present brc_tuned brc_t_scalar brc_t_noblocks brc_t_no_decay brc_t_postln brc_t_tau001 brc_t_lr_decay brc_t_unit_embedding brc_t_batch128 brc_t_support20)
 predecessor=()                                        # its logs, where ../shared is present
@@ -65,4 +68,7 @@ if [ "${#surgery[@]}" -gt 2 ]; then
     group "BRC: gradient surgery" brc_t_support20 brc_balanced brc_pcgrad brc_cagrad
     "$brc" compare "${surgery[@]}" --group "$groups" --out "$ref/surgery" > /dev/null
 fi
-echo "tables: $ref/compare/results.md $ref/compare-best/results.md $ref/ablations/results.md $ref/surgery/results.md"
+if [ "${#varshare[@]}" -gt 2 ]; then
+    "$brc" compare "${varshare[@]}" --out "$ref/varshare_comparison" > /dev/null
+fi
+echo "tables: $ref/compare/results.md $ref/compare-best/results.md $ref/ablations/results.md $ref/surgery/results.md $ref/varshare_comparison/results.md"

@@ -7,10 +7,12 @@ use crate::methods::Method;
 /// The methods with a fixed colour, in palette order (the first ones get Okabe–Ito's
 /// colour-blind-safe colours). The earlier project's rows (`<name> (predecessor)`) take their
 /// method's colour and are told apart by their style (dashed, hatched, hollow).
-pub const METHOD_ORDER: [&str; 19] = [
+pub const METHOD_ORDER: [&str; 20] = [
     "shared_dqn",
     "independent_dqn",
-    "independent_dqn_matched",
+    // VarShare's l2 ablation is drawn beside varshare_mlp (ochre) and the tuned BRC (violet):
+    // Okabe–Ito's bluish green keeps it apart from both.
+    "varshare_mlp_l2",
     "brc",
     "brc_polyak",
     "brc_tuned",
@@ -27,6 +29,9 @@ pub const METHOD_ORDER: [&str; 19] = [
     "brc_cagrad",
     "varshare",
     "varshare_mlp",
+    // The last entry (purple) sits near the tuned BRC's violet: a control that is drawn in a
+    // different curve figure from it.
+    "independent_dqn_matched",
 ];
 
 /// The palette index of each method in a report: its [`METHOD_ORDER`] place, or, for methods
