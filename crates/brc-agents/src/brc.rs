@@ -1046,6 +1046,10 @@ impl Agent for Brc {
         varshare::set_shared_only(&mut self.varshare, "brc", shared_only)
     }
 
+    fn prune_residuals(&mut self, threshold: Option<f64>) -> Result<f64> {
+        varshare::prune(&mut self.varshare, &self.online, "brc", threshold)
+    }
+
     fn epsilon(&self, _task: usize) -> f64 {
         self.exploration.epsilon
     }

@@ -190,6 +190,16 @@ pub trait Agent {
             self.kind()
         )))
     }
+    /// Sets every task residual's μ entries with |μ| < `threshold` (the config's
+    /// `varshare.prune_threshold` where `None`) to 0 and returns the threshold used, which
+    /// [`Agent::varshare_diagnostics`] then counts surviving entries at: the network `brc
+    /// info`'s pruned parameter count describes. An error for agents without VarShare.
+    fn prune_residuals(&mut self, _threshold: Option<f64>) -> Result<f64> {
+        Err(AgentError::Unsupported(format!(
+            "{} has no task residuals to prune (only [agent.varshare] runs do)",
+            self.kind()
+        )))
+    }
     /// Q-values (expected returns for C51) of the four actions in `obs` on `task`.
     fn q_values(&self, obs: &[f32; OBS_DIM], task: usize) -> Result<[f32; NUM_ACTIONS]>;
     /// The greedy action: argmax of [`Agent::q_values`], ties to the lowest index.

@@ -300,6 +300,10 @@ impl Agent for SharedDqn {
         varshare::set_shared_only(&mut self.varshare, "shared_dqn", shared_only)
     }
 
+    fn prune_residuals(&mut self, threshold: Option<f64>) -> Result<f64> {
+        varshare::prune(&mut self.varshare, &self.online, "shared_dqn", threshold)
+    }
+
     fn q_values(&self, obs: &[f32; OBS_DIM], task: usize) -> Result<[f32; 4]> {
         self.check_task(task)?;
         match &self.varshare {

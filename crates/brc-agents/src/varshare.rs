@@ -332,6 +332,28 @@ pub(crate) fn set_shared_only(
     }
 }
 
+/// Zeroes the μ entries with |μ| < `threshold` (the config's where `None`) in every residual
+/// layer of `net` and returns the threshold, which becomes the one the diagnostics count
+/// surviving entries at; an agent without VarShare (`agent` names it) has none to prune.
+pub(crate) fn prune<N: TaskResidualNetwork>(
+    varshare: &mut Option<VarShare>,
+    net: &N,
+    agent: &str,
+    threshold: Option<f64>,
+) -> Result<f64> {
+    let Some(v) = varshare else {
+        return Err(AgentError::Unsupported(format!(
+            "{agent} has no task residuals to prune (only [agent.varshare] runs do)"
+        )));
+    };
+    let threshold = threshold.unwrap_or(v.config.prune_threshold);
+    v.config.prune_threshold = threshold;
+    for l in net.residual_layers() {
+        l.prune(threshold)?;
+    }
+    Ok(threshold)
+}
+
 /// Puts `batch`'s rows into `grouped` grouped by task (a stable sort: the order candle's
 /// residual layers use, [`group_by_task`]) for a host update; returns the tasks' segments.
 pub(crate) fn group_batch(batch: &Batch, grouped: &mut Batch) -> Vec<TaskSegment> {

@@ -189,10 +189,22 @@ fn varshare_agents_learn_and_their_residuals_move() {
         assert_ne!(mean_q, shared_q);
         agent.set_shared_only(false).unwrap();
         assert_eq!(mean_q, agent.q_values(&obs, 1).unwrap());
+        // Pruning defaults to the config's threshold, at 0 it changes nothing, and pruning
+        // every entry leaves θ alone.
+        assert_eq!(agent.prune_residuals(None).unwrap(), 1e-3);
+        let pruned_q = agent.q_values(&obs, 1).unwrap();
+        assert_eq!(agent.prune_residuals(Some(0.0)).unwrap(), 0.0);
+        assert_eq!(pruned_q, agent.q_values(&obs, 1).unwrap());
+        agent.prune_residuals(Some(f64::INFINITY)).unwrap();
+        assert_eq!(shared_q, agent.q_values(&obs, 1).unwrap());
+        let d = agent.varshare_diagnostics().unwrap().unwrap();
+        assert!(d.kept.values().all(|&k| k == 0), "{}", agent.kind());
     }
     let mut plain = build_agent(&small_brc(None), &ctx(3, 0.0)).unwrap();
     let e = plain.set_shared_only(true).unwrap_err().to_string();
     assert!(e.contains("no task residuals"), "{e}");
+    let e = plain.prune_residuals(None).unwrap_err().to_string();
+    assert!(e.contains("no task residuals to prune"), "{e}");
 }
 
 #[test]

@@ -36,8 +36,24 @@ pub struct EvaluateArgs {
     /// network all tasks start from); the report file's name says `shared-only`.
     #[arg(long)]
     shared_only: bool,
+    /// VarShare runs: evaluate the pruned network, each task's μ entries with |μ| below the
+    /// run's `varshare.prune_threshold` set to 0 (the network `brc info --run` counts); the
+    /// report file's name says `pruned`.
+    #[arg(long, conflicts_with = "shared_only")]
+    pruned: bool,
+    /// With --pruned: prune at this threshold instead of the run's.
+    #[arg(long, requires = "pruned", value_parser = parse_threshold)]
+    prune_threshold: Option<f64>,
     #[command(flatten)]
     watch: WatchArgs,
+}
+
+/// A prune threshold: a finite number ≥ 0.
+pub(crate) fn parse_threshold(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!("{s:?} is not a finite number ≥ 0")),
+    }
 }
 
 #[derive(Serialize)]
@@ -56,6 +72,15 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
     if args.shared_only {
         agent.set_shared_only(true).context("--shared-only")?;
     }
+    let pruned = if args.pruned {
+        Some(
+            agent
+                .prune_residuals(args.prune_threshold)
+                .context("--pruned")?,
+        )
+    } else {
+        None
+    };
     let seed = args.seed.unwrap_or(config.evaluation.seed);
     let selected: Vec<usize> = match args.task.as_str() {
         "all" => (0..config.tasks.len()).collect(),
@@ -103,6 +128,9 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         checkpoint: String,
         first_seed: u64,
         shared_only: bool,
+        /// The threshold μ was pruned at (`--pruned`); absent otherwise.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pruned_below: Option<f64>,
         average: f64,
         tasks: &'a [Row<'a>],
         episodes: &'a [TaskEvaluation],
@@ -112,6 +140,7 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         checkpoint: file.display().to_string(),
         first_seed: seed,
         shared_only: args.shared_only,
+        pruned_below: pruned,
         average,
         tasks: &rows,
         episodes: &evaluations,
@@ -123,9 +152,13 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         Some(stem) if file.file_name() != Some(AGENT_FILE.as_ref()) => format!("{stem}-"),
         _ => String::new(),
     };
-    let shared = if args.shared_only { "shared-only-" } else { "" };
+    let variant = match pruned {
+        _ if args.shared_only => "shared-only-".to_string(),
+        Some(t) => format!("pruned{t:e}-"),
+        None => String::new(),
+    };
     let out = file.with_file_name(format!(
-        "evaluation-{which}{shared}{}-seed{seed}-n{}.json",
+        "evaluation-{which}{variant}{}-seed{seed}-n{}.json",
         args.task, args.episodes
     ));
     write_atomic(&out, text.as_bytes())

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use brc_train::{build_run_agent, load_config, load_run_agent, Agent, VarShareDiagnostics};
 use clap::Args;
 use serde_json::json;
@@ -22,6 +22,10 @@ pub struct InfoArgs {
     /// With --run: best, final, ep<N>, or a checkpoint path.
     #[arg(long, default_value = "final", requires = "run")]
     checkpoint: String,
+    /// With --run: count the adapter entries surviving pruning at this threshold instead of
+    /// the run's `varshare.prune_threshold`.
+    #[arg(long, requires = "run", value_parser = crate::evaluate_cmd::parse_threshold)]
+    prune_threshold: Option<f64>,
     /// Override a config value (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -41,12 +45,21 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
             if !args.overrides.is_empty() {
                 bail!("--set applies to --config, not to a trained --run");
             }
-            let (config, agent, _) = load_run_agent(run, &args.checkpoint)?;
+            let (config, mut agent, _) = load_run_agent(run, &args.checkpoint)?;
+            if let Some(t) = args.prune_threshold {
+                agent
+                    .prune_residuals(Some(t))
+                    .context("--prune-threshold")?;
+            }
             (config, agent, true)
         }
         (None, None) => bail!("give --config or --run"),
     };
     let counts = agent.parameter_counts();
+    let threshold = args
+        .prune_threshold
+        .or(config.agent.varshare().map(|v| v.prune_threshold))
+        .unwrap_or(0.0);
     let pruned = if trained {
         agent.varshare_diagnostics()?
     } else {
@@ -57,7 +70,9 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         "agent": config.agent,
         "parameters": agent.num_params(),
         "parameter_counts": counts,
-        "after_pruning": pruned.as_ref().map(|d| pruning_json(agent.as_ref(), d)),
+        "after_pruning": pruned
+            .as_ref()
+            .map(|d| pruning_json(agent.as_ref(), d, threshold)),
         "gradient": config.agent.gradient().name(),
         "sampling": config.training.sampling,
         "tasks": config.tasks,
@@ -87,7 +102,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
             );
         }
         if let Some(d) = &pruned {
-            print_pruning(agent.as_ref(), d, &config.task_names());
+            print_pruning(agent.as_ref(), d, &config.task_names(), threshold);
         }
         println!(
             "gradient   {} ({} batches)",
@@ -114,7 +129,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
 
 /// Adapter parameters after pruning: per task, the surviving μ entries (with their ρ when
 /// variational), over all layers and per layer.
-fn pruning_json(agent: &dyn Agent, d: &VarShareDiagnostics) -> serde_json::Value {
+fn pruning_json(agent: &dyn Agent, d: &VarShareDiagnostics, threshold: f64) -> serde_json::Value {
     let counts = agent.parameter_counts();
     let per_entry = d.params_per_entry();
     let tasks: serde_json::Map<String, serde_json::Value> = d
@@ -133,7 +148,8 @@ fn pruning_json(agent: &dyn Agent, d: &VarShareDiagnostics) -> serde_json::Value
         })
         .collect();
     json!({
-        "threshold_note": "μ entries with |μ| < prune_threshold set to 0; a pruned entry takes its ρ with it",
+        "threshold": threshold,
+        "threshold_note": "μ entries with |μ| < threshold set to 0; a pruned entry takes its ρ with it",
         "shared": counts.shared,
         "adapter_before": counts.adapter_per_task,
         "tasks": tasks,
@@ -141,12 +157,12 @@ fn pruning_json(agent: &dyn Agent, d: &VarShareDiagnostics) -> serde_json::Value
     })
 }
 
-fn print_pruning(agent: &dyn Agent, d: &VarShareDiagnostics, tasks: &[String]) {
+fn print_pruning(agent: &dyn Agent, d: &VarShareDiagnostics, tasks: &[String], threshold: f64) {
     let counts = agent.parameter_counts();
     let per_entry = d.params_per_entry();
     let kept_total: usize = d.kept.values().sum::<usize>() * per_entry;
     println!(
-        "pruned     shared {} + adapters {} = {} trainable after pruning",
+        "pruned     shared {} + adapters {} = {} trainable after pruning (|μ| < {threshold} set to 0)",
         counts.shared,
         kept_total,
         counts.shared + kept_total

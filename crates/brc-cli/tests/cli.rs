@@ -620,8 +620,8 @@ fn published_weights_reproduce_their_final_evaluation() {
 }
 
 /// `brc info` splits VarShare's parameters (config and trained run, the latter with the
-/// counts after pruning per task and layer); `brc evaluate --shared-only` evaluates θ alone
-/// and is a clear error on a run without residuals.
+/// counts after pruning per task and layer); `brc evaluate --shared-only` evaluates θ alone,
+/// `--pruned` the pruned network, and both are clear errors on a run without residuals.
 #[test]
 fn varshare_info_and_shared_only_evaluation() {
     let o = brc(&["info", "--config", "configs/varshare_mlp.toml", "--json"]);
@@ -680,6 +680,19 @@ fn varshare_info_and_shared_only_evaluation() {
         pruned["total"].as_u64().unwrap(),
         pruned["shared"].as_u64().unwrap() + sum
     );
+    assert_eq!(pruned["threshold"], 1e-3);
+    // A threshold above every |μ| leaves θ alone; one of 0 keeps every nonzero entry.
+    let at = |t: &str| {
+        let o = brc(&["info", "--run", run, "--prune-threshold", t, "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["after_pruning"].clone()
+    };
+    assert_eq!(at("1e9")["total"], pruned["shared"]);
+    assert_eq!(at("1e9")["threshold"], 1e9);
+    for (task, t) in at("0")["tasks"].as_object().unwrap() {
+        let kept = t["adapter"].as_u64().unwrap();
+        assert!(kept <= before && kept >= tasks[task]["adapter"].as_u64().unwrap());
+    }
     let o = brc(&["info", "--run", run]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -704,6 +717,31 @@ fn varshare_info_and_shared_only_evaluation() {
         .join("vs/checkpoints/best/evaluation-shared-only-all-seed1000000-n1.json")
         .is_file());
 
+    // Pruning every μ entry leaves θ alone: the same episodes as --shared-only.
+    let evaluate_pruned = |extra: &[&str]| {
+        let mut args = vec!["evaluate", "--run", run, "--episodes", "1", "--pruned"];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        let o = brc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let all_pruned = evaluate_pruned(&["--prune-threshold", "1e9"]);
+    assert_eq!(all_pruned["pruned_below"], 1e9);
+    assert_eq!(all_pruned["average"], report["average"]);
+    assert!(tmp
+        .path()
+        .join("vs/checkpoints/best/evaluation-pruned1e9-all-seed1000000-n1.json")
+        .is_file());
+    assert_eq!(
+        evaluate_pruned(&[])["pruned_below"],
+        1e-3,
+        "the run's threshold"
+    );
+    let o = brc(&["evaluate", "--run", run, "--pruned", "--prune-threshold=-1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a finite number"), "{}", stderr(&o));
+
     let o = brc(&[
         "train",
         "--config",
@@ -727,6 +765,13 @@ fn varshare_info_and_shared_only_evaluation() {
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(
         e.contains("--shared-only") && e.contains("no task residuals"),
+        "{e}"
+    );
+    let o = brc(&["evaluate", "--run", plain.to_str().unwrap(), "--pruned"]);
+    let e = stderr(&o);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        e.contains("--pruned") && e.contains("no task residuals to prune"),
         "{e}"
     );
 }
