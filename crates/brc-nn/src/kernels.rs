@@ -91,7 +91,40 @@ pub(crate) fn both(parallel: bool, a: impl FnOnce() + Send, b: impl FnOnce() + S
 
 /// `out [m × n] = a · b`, or `out += a · b` when `accumulate`; `out` is row-major with `n`
 /// columns. One thread unless `threads > 1`.
+///
+/// A transposed right operand (`dx = dy · Wᵀ` in every backward pass) is first copied into
+/// row-major order ([`transpose`], into a per-thread buffer kept between calls): `gemm` would
+/// otherwise gather it column by column while packing, which made these products 1.3–2.3×
+/// slower than plain ones at 21–192 rows (docs/performance.md). The packed values and the
+/// order of the sums are the same either way, so the result is bit-identical (tested).
 pub(crate) fn matmul(out: &mut [f32], a: Mat, b: Mat, accumulate: bool, threads: usize) {
+    let (m, _) = a.shape();
+    // Read transposed, the stored rows are the product's columns.
+    if b.t && m >= TRANSPOSE_MIN_ROWS && b.rows >= TRANSPOSE_MIN_COLS {
+        TRANSPOSED.with_borrow_mut(|buf| {
+            buf.resize(b.rows * b.cols, 0.0);
+            transpose(buf, b.data, b.rows, b.cols);
+            gemm_strided(out, a, Mat::new(buf, b.cols, b.rows), accumulate, threads);
+        });
+    } else {
+        gemm_strided(out, a, b, accumulate, threads);
+    }
+}
+
+/// Products with fewer rows or output columns than these keep `gemm`'s own strided read.
+/// There the copy would cost more than it saves, and `gemm` may pick another kernel for a
+/// narrow product (products of ≤ 10 rows and ≤ 32 columns came out with other bits), so
+/// the fast path stays where the bits are the same (tested over the networks' shapes).
+const TRANSPOSE_MIN_ROWS: usize = 16;
+const TRANSPOSE_MIN_COLS: usize = 64;
+
+thread_local! {
+    /// [`matmul`]'s row-major copy of a transposed operand, reused by every call on a thread.
+    static TRANSPOSED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `gemm`'s product on the operands as they are stored (strides for transposed reads).
+fn gemm_strided(out: &mut [f32], a: Mat, b: Mat, accumulate: bool, threads: usize) {
     let (m, k) = a.shape();
     let (k2, n) = b.shape();
     assert_eq!(k, k2, "matmul: inner dimensions differ");
@@ -137,6 +170,97 @@ pub(crate) fn matmul(out: &mut [f32], a: Mat, b: Mat, accumulate: bool, threads:
             parallelism,
         );
     }
+}
+
+/// `dst [cols × rows] = srcᵀ` for a row-major `src [rows × cols]`: 8 × 8 blocks in AVX
+/// registers where the CPU has AVX, plain loops elsewhere and for the edges. A copy, so
+/// exact on every path.
+pub(crate) fn transpose(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
+    assert!(
+        src.len() >= rows * cols && dst.len() >= rows * cols,
+        "transpose: too short"
+    );
+    let (r8, c8) = (rows / 8 * 8, cols / 8 * 8);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // 32 × 32 tiles keep a tile's source and destination lines in L1.
+        for rb in (0..r8).step_by(32) {
+            for cb in (0..c8).step_by(32) {
+                for r in (rb..(rb + 32).min(r8)).step_by(8) {
+                    for c in (cb..(cb + 32).min(c8)).step_by(8) {
+                        // SAFETY: AVX is present (checked above); the block's 8 rows of 8
+                        // values start at src[r·cols + c] and dst[c·rows + r], inside both
+                        // slices (r + 8 ≤ rows, c + 8 ≤ cols, lengths asserted).
+                        unsafe {
+                            transpose_8x8_avx(
+                                src.as_ptr().add(r * cols + c),
+                                cols,
+                                dst.as_mut_ptr().add(c * rows + r),
+                                rows,
+                            )
+                        };
+                    }
+                }
+            }
+        }
+        transpose_edges(dst, src, rows, cols, r8, c8);
+        return;
+    }
+    transpose_block(dst, src, rows, cols, 0..r8, 0..c8);
+    transpose_edges(dst, src, rows, cols, r8, c8);
+}
+
+/// The columns from `c8` on and the rows from `r8` on, which no 8 × 8 block covers.
+fn transpose_edges(dst: &mut [f32], src: &[f32], rows: usize, cols: usize, r8: usize, c8: usize) {
+    transpose_block(dst, src, rows, cols, 0..rows, c8..cols);
+    transpose_block(dst, src, rows, cols, r8..rows, 0..c8);
+}
+
+fn transpose_block(
+    dst: &mut [f32],
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    rs: std::ops::Range<usize>,
+    cs: std::ops::Range<usize>,
+) {
+    for r in rs {
+        for c in cs.clone() {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
+/// One 8 × 8 block: rows `src + i·src_stride` become columns `dst + j·dst_stride`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_8x8_avx(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+    use std::arch::x86_64::*;
+    let row = |i: usize| _mm256_loadu_ps(src.add(i * src_stride));
+    let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+    let (r4, r5, r6, r7) = (row(4), row(5), row(6), row(7));
+    // Pairs of rows interleaved, then quadruples, then the 128-bit halves swapped.
+    let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+    let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+    let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
+    let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
+    let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    let out = |j: usize, v: __m256| _mm256_storeu_ps(dst.add(j * dst_stride), v);
+    out(0, _mm256_permute2f128_ps::<0x20>(s0, s4));
+    out(1, _mm256_permute2f128_ps::<0x20>(s1, s5));
+    out(2, _mm256_permute2f128_ps::<0x20>(s2, s6));
+    out(3, _mm256_permute2f128_ps::<0x20>(s3, s7));
+    out(4, _mm256_permute2f128_ps::<0x31>(s0, s4));
+    out(5, _mm256_permute2f128_ps::<0x31>(s1, s5));
+    out(6, _mm256_permute2f128_ps::<0x31>(s2, s6));
+    out(7, _mm256_permute2f128_ps::<0x31>(s3, s7));
 }
 
 /// Adds `bias` to every row of `x` (`x.len()` a multiple of `bias.len()`).
@@ -297,7 +421,7 @@ mod tests {
         out
     }
 
-    fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    fn naive_transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         let mut t = vec![0f32; x.len()];
         for r in 0..rows {
             for c in 0..cols {
@@ -313,8 +437,8 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|i| (i % 11) as f32 * 0.25 - 1.0).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.5 - 0.75).collect();
         let want = naive(&a, &b, m, k, n);
-        let at = transpose(&a, m, k);
-        let bt = transpose(&b, k, n);
+        let at = naive_transpose(&a, m, k);
+        let bt = naive_transpose(&b, k, n);
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let lhs = if ta {
                 Mat::new(&at, k, m).t()
@@ -334,6 +458,73 @@ mod tests {
             matmul(&mut out, lhs, rhs, true, 1);
             for (x, y) in out.iter().zip(&want) {
                 assert!((x - 2.0 * y).abs() < 1e-5, "accumulate {ta}/{tb}");
+            }
+        }
+    }
+
+    /// Values with many distinct mantissas, so that a changed summation order would show.
+    fn values(len: usize, salt: u32) -> Vec<f32> {
+        (0..len as u32)
+            .map(|i| {
+                let h = (i ^ salt).wrapping_mul(2_654_435_761).rotate_left(13);
+                (h % 20_011) as f32 / 10_005.5 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn transpose_is_exact_on_every_shape() {
+        for (rows, cols) in [
+            (1, 1),
+            (3, 5),
+            (8, 8),
+            (13, 21),
+            (16, 404),
+            (256, 256),
+            (259, 37),
+        ] {
+            let src = values(rows * cols, 7);
+            let mut dst = vec![f32::NAN; rows * cols];
+            transpose(&mut dst, &src, rows, cols);
+            assert_eq!(dst, naive_transpose(&src, rows, cols), "{rows} × {cols}");
+        }
+    }
+
+    #[test]
+    fn transposed_products_equal_gemms_strided_read_bit_for_bit() {
+        // dx [m × k] = dy [m × n] · Wᵀ with W stored [k × n]: the backward passes' shapes
+        // (rows: a task's share of a batch up to balanced batches; k, n: the layers' widths),
+        // and narrow ones that keep the strided read.
+        let mut shapes = vec![(8, 24, 256), (33, 7, 300), (10, 24, 64)];
+        for m in [16, 21, 33, 43, 64, 128, 192] {
+            for k in [64, 128, 256, 512] {
+                for n in [4, 64, 128, 204, 256, 404] {
+                    shapes.push((m, k, n));
+                }
+            }
+        }
+        for (m, k, n) in shapes {
+            let dy = values(m * n, 1);
+            let w = values(k * n, 2);
+            let rhs = Mat::new(&w, k, n).t();
+            let runs: &[(bool, usize)] = if m == 64 {
+                &[(false, 1), (true, 1), (false, 2)]
+            } else {
+                &[(false, 1)]
+            };
+            for &(accumulate, threads) in runs {
+                let start = values(m * k, 3);
+                let (mut fast, mut strided) = (start.clone(), start);
+                matmul(&mut fast, Mat::new(&dy, m, n), rhs, accumulate, threads);
+                gemm_strided(&mut strided, Mat::new(&dy, m, n), rhs, accumulate, threads);
+                let same = fast
+                    .iter()
+                    .zip(&strided)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{m} × {k} × {n}, accumulate {accumulate}, {threads} threads"
+                );
             }
         }
     }
