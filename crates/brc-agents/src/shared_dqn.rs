@@ -444,51 +444,27 @@ mod cpu_path_tests {
     //! VarShare's CPU fast path against candle's graph, the reference: same loss, same
     //! gradients, same training.
     use super::*;
-    use crate::{Exploration, VarShareConfig, NUM_ACTIONS};
+    use crate::test_batches::{
+        assert_gradients_equal, assert_varshare_params_close, batch, ctx, perturb, varshare_config,
+        varshare_update_both, weights,
+    };
+    use crate::NUM_ACTIONS;
     use brc_nn::ResidualMode;
-    use rand::Rng;
-
-    fn ctx(seed: u64) -> AgentContext {
-        AgentContext {
-            task_names: ["standard", "windy", "heavy"].map(String::from).to_vec(),
-            gamma: 0.99,
-            exploration: Exploration {
-                start: 0.0,
-                end: 0.0,
-                decay: 1.0,
-            },
-            target_update_episodes: 10,
-            min_replay: 64,
-            total_episodes: 1500,
-            seed,
-            device: candle_core::Device::Cpu,
-        }
-    }
-
-    use crate::test_batches::{batch, rel};
 
     /// VarShare Shared DQNs: variational and `l2`, with and without the task embedding, with a
     /// β large enough for the penalty to matter (one of them with gradient clipping on).
     fn varshare_configs() -> Vec<SharedDqnConfig> {
-        let vs = |mode, keep_embedding| {
-            Some(VarShareConfig {
-                mode,
-                beta: 0.5,
-                keep_embedding,
-                ..VarShareConfig::default()
-            })
-        };
         let config = |varshare, grad_clip| SharedDqnConfig {
             varshare,
             grad_clip,
             ..SharedDqnConfig::default()
         };
         vec![
-            config(vs(ResidualMode::Variational, true), 0.0),
-            config(vs(ResidualMode::Variational, false), 0.0),
-            config(vs(ResidualMode::L2, true), 0.0),
-            config(vs(ResidualMode::L2, false), 0.0),
-            config(vs(ResidualMode::Variational, true), 10.0),
+            config(varshare_config(ResidualMode::Variational, true), 0.0),
+            config(varshare_config(ResidualMode::Variational, false), 0.0),
+            config(varshare_config(ResidualMode::L2, true), 0.0),
+            config(varshare_config(ResidualMode::L2, false), 0.0),
+            config(varshare_config(ResidualMode::Variational, true), 10.0),
         ]
     }
 
@@ -497,27 +473,6 @@ mod cpu_path_tests {
         let mut agent = SharedDqn::new(config.clone(), ctx(seed)).unwrap();
         agent.varshare_cpu = None;
         agent
-    }
-
-    /// Moves every variable of `net` (μ and ρ included) off its initial value.
-    fn perturb(net: &SharedQMlp, seed: u64) {
-        let mut rng = Pcg32::seed_from_u64(seed);
-        for (name, v) in net.params().named_vars() {
-            let spread = if name.contains("residual_rho") {
-                1.0
-            } else {
-                0.02
-            };
-            brc_nn::params::update_host(v, |w| {
-                w.iter_mut()
-                    .for_each(|x| *x += rng.random_range(-spread..spread))
-            })
-            .unwrap();
-        }
-    }
-
-    fn values(t: &candle_core::Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1().unwrap()
     }
 
     #[test]
@@ -537,8 +492,8 @@ mod cpu_path_tests {
             for config in varshare_configs() {
                 let fast = SharedDqn::new(config.clone(), ctx(7)).unwrap();
                 let slow = reference(&config, 7);
-                perturb(&fast.online, 8);
-                perturb(&fast.target, 9);
+                perturb(fast.online.params(), 8);
+                perturb(fast.target.params(), 9);
                 slow.online.copy_from(&fast.online).unwrap();
                 slow.target.copy_from(&fast.target).unwrap();
                 let batch = batch(3, tasks);
@@ -565,19 +520,12 @@ mod cpu_path_tests {
                 );
                 let want_q = f64::from(q_taken.mean_all().unwrap().to_scalar::<f32>().unwrap());
                 assert!((host.mean_q - want_q).abs() <= 1e-5 * (1.0 + want_q.abs()));
-                let vars = slow.online.params().named_vars();
-                assert_eq!(cpu.grads.len(), vars.len());
-                for ((name, var), got) in vars.iter().zip(&cpu.grads) {
-                    let reference = grads
-                        .get(var)
-                        .map_or_else(|| vec![0.0; var.elem_count()], values);
-                    let r = rel(got, &reference);
-                    assert!(r <= 1e-5, "{what}: {name}: relative error {r}");
-                    assert!(
-                        got.iter().any(|g| *g != 0.0),
-                        "{what}: {name} gets a gradient"
-                    );
-                }
+                assert_gradients_equal(
+                    slow.online.params().named_vars(),
+                    &grads,
+                    &cpu.grads,
+                    &what,
+                );
             }
         }
     }
@@ -588,46 +536,13 @@ mod cpu_path_tests {
             let mut fast = SharedDqn::new(config.clone(), ctx(11)).unwrap();
             let mut slow = reference(&config, 11);
             for i in 0..12 {
-                // Every third batch leaves task 2 out: Adam still moves its residuals.
-                let tasks: &[u32] = if i % 3 == 2 { &[1, 0] } else { &[2, 0, 1] };
-                let b = batch(101 + i, tasks);
-                let (f, s) = (fast.update(&b).unwrap(), slow.update(&b).unwrap());
-                assert!(
-                    (f.loss - s.loss).abs() <= 1e-4 * (1.0 + s.loss.abs()),
-                    "update {i}: {} vs {}",
-                    f.loss,
-                    s.loss
-                );
-                assert!((f.grad_norm - s.grad_norm).abs() <= 1e-4 * (1.0 + s.grad_norm));
+                let (f, s) = varshare_update_both(&mut fast, &mut slow, i, 1e-4);
                 assert!((f.mean_q - s.mean_q).abs() <= 1e-4 * (1.0 + s.mean_q.abs()));
-                if i % 4 == 3 {
-                    fast.end_episode(0).unwrap();
-                    slow.end_episode(0).unwrap();
-                }
             }
+            let what = format!("{:?}", config.varshare);
             for (net_fast, net_slow) in [(&fast.online, &slow.online), (&fast.target, &slow.target)]
             {
-                for ((name, a), (_, b)) in net_fast
-                    .params()
-                    .named_vars()
-                    .iter()
-                    .zip(net_slow.params().named_vars())
-                {
-                    let r = rel(&values(a), &values(b));
-                    // Residuals start at zero and Adam's first step divides every component
-                    // by its own size, so components whose gradient is near zero carry their
-                    // float noise into μ (as in BRC's test); the shared weights stay at 1e-4.
-                    let tolerance = if name.contains("residual_") {
-                        1e-3
-                    } else {
-                        1e-4
-                    };
-                    assert!(
-                        r <= tolerance,
-                        "{:?}: {name}: relative distance {r}",
-                        config.varshare
-                    );
-                }
+                assert_varshare_params_close(net_fast.params(), net_slow.params(), &what);
             }
         }
     }
@@ -643,14 +558,7 @@ mod cpu_path_tests {
                         (s.loss, s.grad_norm, s.mean_q)
                     })
                     .collect();
-                let weights: Vec<Vec<f32>> = agent
-                    .online
-                    .params()
-                    .named_vars()
-                    .iter()
-                    .map(|(_, v)| values(v))
-                    .collect();
-                (stats, weights)
+                (stats, weights(agent.online.params()))
             };
             let (a, b) = (train(), train());
             assert_eq!(a.0, b.0, "{:?}: losses", config.varshare);
