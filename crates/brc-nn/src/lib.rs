@@ -38,6 +38,8 @@
 
 pub mod bronet;
 pub mod bronet_cpu;
+#[cfg(test)]
+mod candle_checks;
 pub mod device;
 pub mod gaussian;
 pub mod init;

@@ -529,8 +529,12 @@ fn off_cpu() -> NnError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::candle_checks::{
+        assert_gradients_match, candle_gradients, candle_weights, grouped, randomise_residuals,
+        rel, ungrouped, values,
+    };
     use crate::task_residual::{draw_host_signs, draw_signs, group_by_task};
-    use crate::{Device, ResidualMode, ResidualNoise, ResidualWeights, Tensor};
+    use crate::{Device, ResidualMode, ResidualNoise, Tensor};
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     const OUT: usize = 4 * 5;
@@ -549,28 +553,8 @@ mod tests {
     /// A network whose residuals are not at their initial values: random μ, ρ around σ ≈ 0.05.
     fn net(mode: ResidualMode, seed: u64) -> BroNet {
         let net = BroNet::new(small(mode), &mut StdRng::seed_from_u64(seed), &Device::Cpu).unwrap();
-        let mut rng = StdRng::seed_from_u64(seed + 1);
-        for (name, v) in net.params().named_vars() {
-            let (lo, hi) = if name.contains("residual_rho") {
-                (-4.0, -2.0)
-            } else if name.contains("residual_mu") {
-                (-0.2, 0.2)
-            } else {
-                continue;
-            };
-            crate::params::update_host(v, |w| {
-                w.iter_mut().for_each(|x| *x = rng.random_range(lo..hi))
-            })
-            .unwrap();
-        }
+        randomise_residuals(net.params(), 0.2, &mut StdRng::seed_from_u64(seed + 1));
         net
-    }
-
-    fn rel(a: &[f32], b: &[f32]) -> f64 {
-        assert_eq!(a.len(), b.len());
-        let d: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
-        let n: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
-        (d / n.max(1e-30)).sqrt()
     }
 
     /// `rows` observations and task ids (batch order), output gradients (grouped order).
@@ -582,13 +566,6 @@ mod tests {
             .map(|_| rng.random_range(-1.0..1.0))
             .collect();
         (obs, tasks, dl)
-    }
-
-    fn grouped(v: &[f32], order: &[u32], width: usize) -> Vec<f32> {
-        order
-            .iter()
-            .flat_map(|&i| v[i as usize * width..(i as usize + 1) * width].to_vec())
-            .collect()
     }
 
     /// On a fixed batch and draw, the host logits of `[s; s′]` and every gradient of
@@ -610,27 +587,11 @@ mod tests {
         let o = Tensor::from_slice(&obs, (rows, 8), &dev).unwrap();
         let o2 = Tensor::from_slice(&next_obs, (rows, 8), &dev).unwrap();
         let t = Tensor::from_slice(&tasks, rows, &dev).unwrap();
-        let weights = match mode {
-            ResidualMode::Variational => ResidualWeights::Sampled {
-                noise: &noise,
-                signs: Some(&signs),
-            },
-            ResidualMode::L2 => ResidualWeights::Mean,
-        };
+        let weights = candle_weights(mode, &noise, &signs);
         let logits = net.forward_with(&o, &t, weights).unwrap();
         let next = net.forward(&o2, &t).unwrap();
-        let mut dl_batch = vec![0.0f32; rows * OUT];
-        for (p, &i) in order.iter().enumerate() {
-            let i = i as usize;
-            dl_batch[i * OUT..(i + 1) * OUT].copy_from_slice(&dl[p * OUT..(p + 1) * OUT]);
-        }
-        let w = Tensor::from_slice(&dl_batch, (rows, 4, 5), &dev).unwrap();
-        let mut loss: Tensor = (logits.clone() * w).unwrap().sum_all().unwrap();
-        for l in &layers {
-            let p = l.penalty(sigma_prior).unwrap().sum_all().unwrap();
-            loss = (loss + (p * scale).unwrap()).unwrap();
-        }
-        let want = loss.backward().unwrap();
+        let dl_batch = ungrouped(&dl, &order, OUT);
+        let want = candle_gradients(&logits, &dl_batch, &layers, sigma_prior, scale);
 
         // Host: [s; s′] grouped, one pass.
         let mut x = grouped(&obs, &order, 8);
@@ -650,13 +611,8 @@ mod tests {
                     rows,
                 });
                 let got = cpu.forward(&net, &x, &segments, flipout).unwrap().to_vec();
-                let want_s = grouped(
-                    &logits.flatten_all().unwrap().to_vec1().unwrap(),
-                    &order,
-                    OUT,
-                );
-                let want_next =
-                    grouped(&next.flatten_all().unwrap().to_vec1().unwrap(), &order, OUT);
+                let want_s = grouped(&values(&logits), &order, OUT);
+                let want_next = grouped(&values(&next), &order, OUT);
                 assert!(rel(&got[..rows * OUT], &want_s) < 1e-5, "logits of s");
                 assert!(rel(&got[rows * OUT..], &want_next) < 1e-5, "logits of s′");
                 cpu.backward(&net, &dl, flipout, &mut grads).unwrap();
@@ -664,15 +620,7 @@ mod tests {
             .unwrap();
         cpu.add_penalty_gradient(&net, sigma_prior, scale, &mut grads)
             .unwrap();
-        for ((name, var), got) in net.params().named_vars().iter().zip(&grads) {
-            let w: Vec<f32> = want.get(var).map_or_else(
-                || vec![0.0; var.elem_count()],
-                |g| g.flatten_all().unwrap().to_vec1().unwrap(),
-            );
-            let r = rel(got, &w);
-            assert!(r < 1e-5, "{mode:?}: {name}: relative error {r}");
-            assert!(got.iter().any(|g| *g != 0.0), "{name} gets a gradient");
-        }
+        assert_gradients_match(net.params(), &want, &grads, &format!("{mode:?}"));
     }
 
     #[test]

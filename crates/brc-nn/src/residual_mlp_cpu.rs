@@ -379,8 +379,12 @@ fn off_cpu() -> NnError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::candle_checks::{
+        assert_gradients_match, candle_gradients, candle_weights, grouped, randomise_residuals,
+        rel, ungrouped, values,
+    };
     use crate::task_residual::{draw_host_signs, draw_signs, group_by_task};
-    use crate::{Device, ResidualNoise, ResidualWeights, Tensor};
+    use crate::{Device, ResidualNoise, Tensor};
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     const OUT: usize = crate::NUM_ACTIONS;
@@ -391,38 +395,8 @@ mod tests {
     fn varshare_net(mode: ResidualMode, keep_embedding: bool, seed: u64) -> SharedQMlp {
         let mut rng = StdRng::seed_from_u64(seed);
         let net = SharedQMlp::new_varshare(&mut rng, &Device::Cpu, mode, keep_embedding).unwrap();
-        for (name, v) in net.params().named_vars() {
-            let (lo, hi) = if name.contains("residual_rho") {
-                (-4.0, -2.0)
-            } else if name.contains("residual_mu") {
-                (-0.1, 0.1)
-            } else {
-                continue;
-            };
-            crate::params::update_host(v, |w| {
-                w.iter_mut().for_each(|x| *x = rng.random_range(lo..hi))
-            })
-            .unwrap();
-        }
+        randomise_residuals(net.params(), 0.1, &mut rng);
         net
-    }
-
-    fn rel(a: &[f32], b: &[f32]) -> f64 {
-        assert_eq!(a.len(), b.len());
-        let d: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
-        let n: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
-        (d / n.max(1e-30)).sqrt()
-    }
-
-    fn grouped(v: &[f32], order: &[u32], width: usize) -> Vec<f32> {
-        order
-            .iter()
-            .flat_map(|&i| v[i as usize * width..(i as usize + 1) * width].to_vec())
-            .collect()
-    }
-
-    fn values(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1().unwrap()
     }
 
     /// On a fixed batch of `tasks` and draw, the host Q-values (with the draw, and the means)
@@ -448,26 +422,10 @@ mod tests {
         let dev = Device::Cpu;
         let o = Tensor::from_slice(&obs, (rows, OBS), &dev).unwrap();
         let t = Tensor::from_slice(tasks, rows, &dev).unwrap();
-        let weights = match mode {
-            ResidualMode::Variational => ResidualWeights::Sampled {
-                noise: &noise,
-                signs: Some(&signs),
-            },
-            ResidualMode::L2 => ResidualWeights::Mean,
-        };
+        let weights = candle_weights(mode, &noise, &signs);
         let q = net.forward_with(&o, &t, weights).unwrap();
-        let mut dq_batch = vec![0.0f32; rows * OUT];
-        for (p, &i) in order.iter().enumerate() {
-            let i = i as usize;
-            dq_batch[i * OUT..(i + 1) * OUT].copy_from_slice(&dq[p * OUT..(p + 1) * OUT]);
-        }
-        let w = Tensor::from_slice(&dq_batch, (rows, OUT), &dev).unwrap();
-        let mut loss = (q.clone() * w).unwrap().sum_all().unwrap();
-        for l in &layers {
-            let p = l.penalty(sigma_prior).unwrap().sum_all().unwrap();
-            loss = (loss + (p * scale).unwrap()).unwrap();
-        }
-        let want = loss.backward().unwrap();
+        let dq_batch = ungrouped(&dq, &order, OUT);
+        let want = candle_gradients(&q, &dq_batch, &layers, sigma_prior, scale);
 
         let x = grouped(&obs, &order, OBS);
         let mut cpu = ResidualMlpCpu::new(&net).unwrap();
@@ -490,18 +448,8 @@ mod tests {
             .unwrap();
         cpu.add_penalty_gradient(&net, sigma_prior, scale, &mut grads)
             .unwrap();
-        assert_eq!(grads.len(), net.params().len());
-        for ((name, var), got) in net.params().named_vars().iter().zip(&grads) {
-            let w: Vec<f32> = want
-                .get(var)
-                .map_or_else(|| vec![0.0; var.elem_count()], values);
-            let r = rel(got, &w);
-            assert!(
-                r < 1e-5,
-                "{mode:?}, embedding {keep_embedding}, tasks {tasks:?}: {name}: relative error {r}"
-            );
-            assert!(got.iter().any(|g| *g != 0.0), "{name} gets a gradient");
-        }
+        let what = format!("{mode:?}, embedding {keep_embedding}, tasks {tasks:?}");
+        assert_gradients_match(net.params(), &want, &grads, &what);
     }
 
     const MIXED: [u32; 11] = [2, 0, 1, 1, 0, 2, 2, 1, 0, 0, 1];
