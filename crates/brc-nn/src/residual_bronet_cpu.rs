@@ -409,6 +409,25 @@ impl ResidualBroNetCpu {
         };
         let nl = idx.layers.len();
         let at = |k: usize| (&idx.layers[k], &self.layers[k], flipout.map(|f| (f, k)));
+        // LayerNorm k's backward (block k's, or the final one at k = num_blocks): `dy` in, its
+        // input gradient into `dx` (added to it with `accumulate`), its γ and β gradients set.
+        let norm_backward =
+            |k: usize, dy: &[f32], dx: &mut [f32], accumulate: bool, grads: &mut HostGradients| {
+                let (n, (g, beta)) = (&self.norms[k], idx.norms[k]);
+                let (dg, db) = two_mut(grads, g, beta);
+                dg.fill(0.0);
+                db.fill(0.0);
+                kernels::layer_norm_backward(
+                    dy,
+                    &n.xhat[..rows * h],
+                    &n.rstd[..rows],
+                    w[g],
+                    dx,
+                    accumulate,
+                    dg,
+                    db,
+                );
+            };
         let scratch = &mut self.grad_scratch[..rows * h];
         let fin = &self.norms[c.num_blocks];
         pass.backward(
@@ -419,22 +438,7 @@ impl ResidualBroNetCpu {
             Some(&mut *scratch),
         );
         let stream = &mut self.grad_stream[..rows * h];
-        let (g, beta) = idx.norms[c.num_blocks];
-        {
-            let (dg, db) = two_mut(grads, g, beta);
-            dg.fill(0.0);
-            db.fill(0.0);
-            kernels::layer_norm_backward(
-                scratch,
-                &fin.xhat[..rows * h],
-                &fin.rstd[..rows],
-                w[g],
-                stream,
-                false,
-                dg,
-                db,
-            );
-        }
+        norm_backward(c.num_blocks, scratch, stream, false, grads);
         for b in (0..c.num_blocks).rev() {
             let hidden = &self.hidden[b][..rows * h];
             let hidden_grad = &mut self.grad_hidden[..rows * h];
@@ -454,20 +458,7 @@ impl ResidualBroNetCpu {
                 grads,
                 Some(&mut *scratch),
             );
-            let (g, beta) = idx.norms[b];
-            let (dg, db) = two_mut(grads, g, beta);
-            dg.fill(0.0);
-            db.fill(0.0);
-            kernels::layer_norm_backward(
-                scratch,
-                &n.xhat[..rows * h],
-                &n.rstd[..rows],
-                w[g],
-                stream,
-                true,
-                dg,
-                db,
-            );
+            norm_backward(b, scratch, stream, true, grads);
         }
         kernels::relu_backward(stream, &self.input_act[..rows * h]);
         let grad_input = &mut self.grad_input[..rows * d_in];
