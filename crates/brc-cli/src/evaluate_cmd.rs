@@ -152,9 +152,10 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
         Some(stem) if file.file_name() != Some(AGENT_FILE.as_ref()) => format!("{stem}-"),
         _ => String::new(),
     };
+    // --shared-only and --pruned exclude each other (clap).
     let variant = match pruned {
-        _ if args.shared_only => "shared-only-".to_string(),
         Some(t) => format!("pruned{t:e}-"),
+        None if args.shared_only => "shared-only-".to_string(),
         None => String::new(),
     };
     let out = file.with_file_name(format!(
