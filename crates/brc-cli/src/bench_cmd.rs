@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use brc_train::bench::{case_names, run_bench_cases, BenchSize, Measure};
+use brc_train::flush_to_zero;
 use clap::Args;
 
 #[derive(Args)]
@@ -43,6 +44,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let only = (!args.cases.is_empty()).then_some(args.cases.as_slice());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(usize::from(args.threads))
+        .start_handler(|_| flush_to_zero())
         .build()?;
     let report = pool.install(|| run_bench_cases(&size, only))?;
     if args.json {

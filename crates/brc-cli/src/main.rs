@@ -87,6 +87,9 @@ fn main() -> ExitCode {
             std::env::set_var(var, "1");
         }
     }
+    // Denormal floats as zero on this thread (the compute pools set it on theirs): Intel
+    // cores slow down ~100× on every instruction that meets one (brc_nn::denormals).
+    brc_train::flush_to_zero();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

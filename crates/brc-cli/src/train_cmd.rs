@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use brc_train::{load_config, train, RunConfig, Summary, TrainOptions};
+use brc_train::{flush_to_zero, load_config, train, RunConfig, Summary, TrainOptions};
 use clap::Args;
 use rayon::prelude::*;
 
@@ -141,6 +141,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         let jobs = args.jobs.map_or(cores, |j| j as usize);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(runs.len().min(jobs))
+            .start_handler(|_| flush_to_zero())
             .build()
             .context("cannot start the thread pool")?;
         pool.install(|| runs.par_iter().map(train_one).collect::<Result<_>>())?
@@ -157,6 +158,7 @@ where
 {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads as usize)
+        .start_handler(|_| flush_to_zero())
         .build()
         .context("cannot start the compute threads")?
         .install(f)

@@ -40,6 +40,7 @@ pub mod bronet;
 pub mod bronet_cpu;
 #[cfg(test)]
 mod candle_checks;
+pub mod denormals;
 pub mod device;
 pub mod gaussian;
 pub mod init;

@@ -23,6 +23,9 @@ mod trainer;
 
 /// The agent interface and VarShare's measurements, for the cli's `info` and `evaluate`.
 pub use brc_agents::{Agent, ParameterCounts, VarShareDiagnostics};
+/// Flushes denormal floats to zero on the calling thread: every thread that computes for a
+/// run calls it (see `brc_nn::denormals`).
+pub use brc_nn::denormals::flush_to_zero;
 pub use config::{load_config, parse_config, ConfigError, RunConfig, Sampling};
 pub use error::TrainError;
 pub use evaluation::{

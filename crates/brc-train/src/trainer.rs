@@ -88,6 +88,9 @@ pub fn train(
     opts: &TrainOptions,
     progress: &mut dyn Progress,
 ) -> Result<Summary, TrainError> {
+    // Denormals cost Intel cores a microcode assist per instruction (brc_nn::denormals); a
+    // caller's compute pool sets the same on its other threads.
+    brc_nn::denormals::flush_to_zero();
     let mut run = Run::open(config, opts)?;
     tracing::info!(
         agent = %run.agent.kind(), params = run.agent.num_params(), episodes = run.total,
