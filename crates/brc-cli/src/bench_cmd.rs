@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use brc_train::bench::{case_names, run_bench_cases, BenchSize, Measure};
-use brc_train::flush_to_zero;
 use clap::Args;
 
 #[derive(Args)]
@@ -42,10 +41,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         );
     }
     let only = (!args.cases.is_empty()).then_some(args.cases.as_slice());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(usize::from(args.threads))
-        .start_handler(|_| flush_to_zero())
-        .build()?;
+    let pool = crate::train_cmd::compute_pool(usize::from(args.threads))?;
     let report = pool.install(|| run_bench_cases(&size, only))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

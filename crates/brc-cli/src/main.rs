@@ -88,7 +88,7 @@ fn main() -> ExitCode {
         }
     }
     // Denormal floats as zero on this thread (the compute pools set it on theirs): Intel
-    // cores slow down ~100× on every instruction that meets one (brc_nn::denormals).
+    // cores take a microcode assist on every instruction that meets one (brc_nn::denormals).
     brc_train::flush_to_zero();
     tracing_subscriber::fmt()
         .with_env_filter(

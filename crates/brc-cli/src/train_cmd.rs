@@ -141,7 +141,6 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         let jobs = args.jobs.map_or(cores, |j| j as usize);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(runs.len().min(jobs))
-            .start_handler(|_| flush_to_zero())
             .build()
             .context("cannot start the thread pool")?;
         pool.install(|| runs.par_iter().map(train_one).collect::<Result<_>>())?
@@ -156,12 +155,17 @@ fn with_threads<T>(threads: u64, f: impl FnOnce() -> Result<T> + Send) -> Result
 where
     T: Send,
 {
+    compute_pool(threads as usize)?.install(f)
+}
+
+/// A pool of `threads` compute threads, each flushing denormal floats to zero
+/// (`brc_nn::denormals`): the one place brc's compute threads are made.
+pub(crate) fn compute_pool(threads: usize) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
-        .num_threads(threads as usize)
+        .num_threads(threads)
         .start_handler(|_| flush_to_zero())
         .build()
-        .context("cannot start the compute threads")?
-        .install(f)
+        .context("cannot start the compute threads")
 }
 
 fn report(summaries: &[Summary], config: &RunConfig, json: bool) -> Result<ExitCode> {

@@ -1,11 +1,11 @@
 //! Denormal floats flushed to zero on brc's compute threads.
 //!
-//! Late in a BRC run many Adam second moments `v` of weights whose gradient has gone to zero
-//! decay (×0.999 per step) through the denormal range (below 1.2e-38) before they reach zero,
-//! and small activations and gradients land there too. Intel cores take a microcode assist of
+//! Late in a BRC run the Adam moments of weights whose gradient has gone to zero decay (m ×0.9,
+//! v ×0.999 per step) through the denormal range (below 1.2e-38) before they reach zero, and
+//! small activations and gradients land there too. Intel cores take a microcode assist of
 //! ~100+ cycles for every vector instruction that reads or makes a denormal; AMD's cores
-//! barely slow down. With thousands of such values the same run's updates got ~15% slower on
-//! an Intel Xeon as training went on. Setting the SSE control register's flush-to-zero (FTZ)
+//! barely slow down. With thousands of such values the same run got ~12% slower on an Intel
+//! Xeon as training went on. Setting the SSE control register's flush-to-zero (FTZ)
 //! and denormals-are-zero (DAZ) bits treats them as zero instead: no assists, and, being part
 //! of IEEE arithmetic's defined modes, the same bits on every x86 CPU. The values involved are
 //! below 1.2e-38, far under anything a network or its optimizer can resolve.
