@@ -326,6 +326,16 @@ fn plottable(v: f64) -> bool {
     v.is_finite() && v.abs() < MAX_MAGNITUDE
 }
 
+/// How far beyond the values' own span (as a fraction of it) an axis stretches to show their
+/// intervals ([`Extent::with_intervals`]).
+const INTERVAL_REACH: f64 = 0.5;
+
+/// `v` held inside the axis range `r`, and whether it had to be.
+fn clip(v: f64, r: &Range<f64>) -> (f64, bool) {
+    let c = v.clamp(r.start.min(r.end), r.start.max(r.end));
+    (c, c != v)
+}
+
 /// Running min/max of the plottable values seen.
 #[derive(Clone, Copy)]
 struct Extent {
@@ -350,6 +360,25 @@ impl Extent {
 
     fn is_empty(&self) -> bool {
         self.lo > self.hi
+    }
+
+    /// These values widened to take in `intervals` (error bars, bands) only as far as
+    /// [`INTERVAL_REACH`] of the values' span beyond them: a t-interval over two seeds can be
+    /// ten times the data's span and would flatten every curve and bar; what reaches further
+    /// is clipped at the axis ([`clip`]).
+    fn with_intervals(mut self, intervals: Extent) -> Self {
+        if self.is_empty() || intervals.is_empty() {
+            return self;
+        }
+        let span = (self.hi - self.lo).max(0.1 * self.lo.abs().max(self.hi.abs()));
+        let reach = if span > 0.0 {
+            INTERVAL_REACH * span
+        } else {
+            1.0
+        };
+        self.lo = self.lo.min(intervals.lo.max(self.lo - reach));
+        self.hi = self.hi.max(intervals.hi.min(self.hi + reach));
+        self
     }
 
     /// Range widened by `frac` of the span on each side; a zero (or numerically zero) span
@@ -541,7 +570,7 @@ fn draw_line_panel<DB: DrawingBackend>(
     marks: &mut Marks,
 ) -> Result<(), PlotError> {
     let mut xs = Extent::new();
-    let mut ys = Extent::new();
+    let (mut ys, mut bands) = (Extent::new(), Extent::new());
     for s in &c.series {
         for run in runs(&s.points, c.log_x) {
             for (x, y) in run {
@@ -551,17 +580,20 @@ fn draw_line_panel<DB: DrawingBackend>(
         }
         for (x, lo, hi) in band_points(&s.band, c.log_x) {
             xs.add(x);
-            ys.add(lo);
-            ys.add(hi);
+            bands.add(lo);
+            bands.add(hi);
         }
     }
     if xs.is_empty() {
         return draw_no_data(area, &c.title);
     }
+    if ys.is_empty() {
+        ys = bands;
+    }
     for (y, _) in &c.hlines {
         ys.add(*y);
     }
-    let y = ys.padded(0.05);
+    let y = ys.with_intervals(bands).padded(0.05);
     if c.log_x {
         let x: LogCoord<f64> = xs.padded_log(0.02, 0.02).log_scale().into();
         line_body(area, c, x, y, marks)
@@ -593,8 +625,12 @@ where
     let x_fmt = |v: &f64| fmt_tick(*v);
     configure_mesh(&mut chart, &c.x_label, &c.y_label, 8, true, &x_fmt)?;
 
+    let y_range = chart.y_range();
     for s in &c.series {
-        let band = band_points(&s.band, c.log_x);
+        let band: Vec<_> = band_points(&s.band, c.log_x)
+            .into_iter()
+            .map(|(x, lo, hi)| (x, clip(lo, &y_range).0, clip(hi, &y_range).0))
+            .collect();
         if band.len() >= 2 {
             let color = palette(s.color);
             let mut poly: Vec<(f64, f64)> = band.iter().map(|&(x, _, hi)| (x, hi)).collect();
@@ -701,13 +737,13 @@ fn draw_bar_panel<DB: DrawingBackend>(
     marks: &mut Marks,
 ) -> Result<(), PlotError> {
     let n = c.categories.len();
-    let mut ys = Extent::new();
+    let (mut ys, mut whiskers) = (Extent::new(), Extent::new());
     for s in &c.series {
         for v in s.values.iter().take(n) {
             if plottable(v.value) {
                 ys.add(v.value);
-                ys.add(v.lower);
-                ys.add(v.upper);
+                whiskers.add(v.lower);
+                whiskers.add(v.upper);
             }
         }
     }
@@ -719,6 +755,7 @@ fn draw_bar_panel<DB: DrawingBackend>(
     for (y, _) in &c.hlines {
         ys.add(*y);
     }
+    let ys = ys.with_intervals(whiskers);
     let mut y = ys.padded(0.05);
     if ys.lo >= 0.0 && ys.hi > 0.0 {
         y.start = 0.0;
@@ -771,18 +808,22 @@ fn draw_bar_panel<DB: DrawingBackend>(
             if plottable(v.lower) && plottable(v.upper) {
                 let xc = (l + r) / 2.0;
                 let cap = (r - l) * 0.25;
+                let ((lower, _), (upper, _)) = (clip(v.lower, &y), clip(v.upper, &y));
                 let mut errs = vec![PathElement::new(
-                    [(xc, v.lower), (xc, v.upper)],
+                    [(xc, lower), (xc, upper)],
                     TEXT.stroke_width(1),
                 )];
+                // A clipped end has no cap: the whisker runs on past the axis.
                 for e in [v.lower, v.upper] {
-                    errs.push(PathElement::new(
-                        [(xc - cap, e), (xc + cap, e)],
-                        TEXT.stroke_width(1),
-                    ));
+                    if let (e, false) = clip(e, &y) {
+                        errs.push(PathElement::new(
+                            [(xc - cap, e), (xc + cap, e)],
+                            TEXT.stroke_width(1),
+                        ));
+                    }
                 }
                 chart.draw_series(errs).map_err(draw_err)?;
-                record(marks, &chart, [(xc - cap, v.lower), (xc + cap, v.upper)], 1);
+                record(marks, &chart, [(xc - cap, lower), (xc + cap, upper)], 1);
             }
         }
     }
@@ -914,14 +955,14 @@ fn draw_scatter_panel<DB: DrawingBackend>(
     marks: &mut Marks,
 ) -> Result<(), PlotError> {
     let mut xs = Extent::new();
-    let mut ys = Extent::new();
+    let (mut ys, mut whiskers) = (Extent::new(), Extent::new());
     let valid = |x: f64, y: f64| plottable(x) && plottable(y) && (!c.log_x || x > 0.0);
     for p in c.points.iter().filter(|p| valid(p.x, p.y)) {
         xs.add(p.x);
         ys.add(p.y);
         if plottable(p.y_lower) && plottable(p.y_upper) {
-            ys.add(p.y_lower);
-            ys.add(p.y_upper);
+            whiskers.add(p.y_lower);
+            whiskers.add(p.y_upper);
         }
     }
     if xs.is_empty() {
@@ -930,7 +971,7 @@ fn draw_scatter_panel<DB: DrawingBackend>(
     for (y, _) in &c.hlines {
         ys.add(*y);
     }
-    let y = ys.padded(0.08);
+    let y = ys.with_intervals(whiskers).padded(0.08);
     if c.log_x {
         let x: LogCoord<f64> = xs.padded_log(0.08, 0.08).log_scale().into();
         scatter_body(area, c, x, y, marks)
@@ -968,22 +1009,30 @@ where
         .iter()
         .filter(|p| plottable(p.x) && plottable(p.y) && (!c.log_x || p.x > 0.0))
         .collect();
+    let y_range = chart.y_range();
     for p in &points {
         let color = palette(p.color);
         if plottable(p.y_lower) && plottable(p.y_upper) {
-            // Caps in pixels (not data units) so they look the same on a log axis.
-            let bar = EmptyElement::at((p.x, p.y_lower))
-                + PathElement::new([(-4, 0), (4, 0)], color.stroke_width(2));
-            let top = EmptyElement::at((p.x, p.y_upper))
-                + PathElement::new([(-4, 0), (4, 0)], color.stroke_width(2));
+            let ((lower, _), (upper, _)) = (clip(p.y_lower, &y_range), clip(p.y_upper, &y_range));
             chart
                 .draw_series(std::iter::once(PathElement::new(
-                    [(p.x, p.y_lower), (p.x, p.y_upper)],
+                    [(p.x, lower), (p.x, upper)],
                     color.stroke_width(2),
                 )))
                 .map_err(draw_err)?;
-            chart.draw_series([bar, top]).map_err(draw_err)?;
-            record(marks, &chart, [(p.x, p.y_lower), (p.x, p.y_upper)], 4);
+            // Caps in pixels (not data units) so they look the same on a log axis; a clipped
+            // end has none.
+            let caps = [p.y_lower, p.y_upper]
+                .into_iter()
+                .filter_map(|e| match clip(e, &y_range) {
+                    (e, false) => Some(
+                        EmptyElement::at((p.x, e))
+                            + PathElement::new([(-4, 0), (4, 0)], color.stroke_width(2)),
+                    ),
+                    _ => None,
+                });
+            chart.draw_series(caps).map_err(draw_err)?;
+            record(marks, &chart, [(p.x, lower), (p.x, upper)], 4);
         }
     }
     let (bx, by) = area.get_base_pixel();

@@ -909,3 +909,49 @@ fn twenty_bar_series_show_twenty_palette_colours() {
         assert!(n > 200, "colour {c}: {n} pixels");
     }
 }
+
+/// Pixels of series 0's colour in a one-panel figure of `panel`.
+fn series_pixels(panel: Panel) -> usize {
+    let fig = Figure {
+        title: "Intervals".into(),
+        panels: vec![panel],
+        columns: 1,
+    };
+    count(&save_and_check(&fig), rgb(0))
+}
+
+#[test]
+fn a_huge_interval_does_not_flatten_the_bars() {
+    // A two-seed t-interval can be ten times the data's span: the axis stretches only part
+    // of the way, so the bars keep most of their height.
+    let plain = series_pixels(Panel::Bars(bars()));
+    let mut wide = bars();
+    wide.series[1].values[2] = BarValue {
+        value: 120.0,
+        lower: -5000.0,
+        upper: 5000.0,
+    };
+    let clipped = series_pixels(Panel::Bars(wide));
+    assert!(
+        clipped * 2 > plain,
+        "bars shrank from {plain} to {clipped} pixels"
+    );
+}
+
+#[test]
+fn a_huge_band_does_not_flatten_the_curves() {
+    let plain = series_pixels(Panel::Line(learning_curves()));
+    let mut wide = learning_curves();
+    let band = &mut wide.series[3].band;
+    assert!(!band.is_empty(), "the fixture has a band to widen");
+    band.iter_mut().for_each(|b| {
+        b.1 -= 1e5;
+        b.2 += 1e5;
+    });
+    let clipped = series_pixels(Panel::Line(wide));
+    // Series 0's curve keeps its vertical extent, so about as many of its pixels are drawn.
+    assert!(
+        clipped * 10 > plain * 7,
+        "curve pixels went from {plain} to {clipped}"
+    );
+}
