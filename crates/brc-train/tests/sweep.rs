@@ -362,6 +362,46 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_metrics_and_is_then_left_alon
 }
 
 #[test]
+fn a_finished_run_copied_in_from_elsewhere_counts_as_done_when_it_trains_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(tmp.path(), "seeds = [0]\n");
+    let sweep = Sweep::open(&file, false).unwrap();
+    // The same run, trained under another output directory (as a published seed was).
+    let mut config = sweep.runs[0].config.clone();
+    config.run.output_dir = tmp.path().join("published");
+    let elsewhere = tmp.path().join("published").join("run");
+    let opts = brc_train::TrainOptions {
+        run_dir: elsewhere.clone(),
+        force: false,
+        resume: false,
+    };
+    brc_train::train(&config, &opts, &mut ()).unwrap();
+    let dir = sweep.run_dir(&sweep.runs[0]);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&elsewhere).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    assert_eq!(sweep.state(&sweep.runs[0]).status, RunStatus::Done);
+    assert!(matches!(
+        execute_run(&sweep, 0, &mut ()).unwrap(),
+        RunOutcome::AlreadyDone
+    ));
+
+    // Another seed is another run: it would be trained afresh.
+    let text = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(text.contains("\nseed = 0\n"), "the fixture's run seed line");
+    std::fs::write(
+        dir.join("config.toml"),
+        text.replacen("\nseed = 0\n", "\nseed = 1\n", 1),
+    )
+    .unwrap();
+    assert_eq!(sweep.state(&sweep.runs[0]).status, RunStatus::Pending);
+}
+
+#[test]
 fn a_failed_run_is_marked_failed_with_its_error() {
     let tmp = tempfile::tempdir().unwrap();
     let file = sweep_file(

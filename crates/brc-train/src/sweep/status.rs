@@ -59,6 +59,15 @@ struct Failure {
     error: String,
 }
 
+/// Whether a run directory's `stored` config trains what `config` does: equal but for
+/// `run.output_dir`, which only says where a run was written. A finished run copied in from
+/// elsewhere (a published seed, `results/reference/<name>/seed-<k>`) then counts as done.
+fn trains_the_same(stored: &RunConfig, config: &RunConfig) -> bool {
+    let mut stored = stored.clone();
+    stored.run.output_dir.clone_from(&config.run.output_dir);
+    &stored == config
+}
+
 /// The status of the run in `dir`, which should train `config`. A directory holding another
 /// config (from an earlier, replaced run list) counts as pending: it is started afresh.
 pub(super) fn run_state(dir: &Path, config: &RunConfig) -> RunState {
@@ -69,9 +78,9 @@ pub(super) fn run_state(dir: &Path, config: &RunConfig) -> RunState {
         error,
         running: running.clone(),
     };
-    let own_config = std::fs::read_to_string(run.config())
-        .ok()
-        .map(|text| parse_config(&text, "config.toml", &[]).is_ok_and(|c| &c == config));
+    let own_config = std::fs::read_to_string(run.config()).ok().map(|text| {
+        parse_config(&text, "config.toml", &[]).is_ok_and(|c| trains_the_same(&c, config))
+    });
     if let Ok(text) = std::fs::read_to_string(dir.join(FAILURE_FILE)) {
         if own_config != Some(false) {
             let error = serde_json::from_str::<Failure>(&text)
