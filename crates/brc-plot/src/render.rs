@@ -808,19 +808,18 @@ fn draw_bar_panel<DB: DrawingBackend>(
             if plottable(v.lower) && plottable(v.upper) {
                 let xc = (l + r) / 2.0;
                 let cap = (r - l) * 0.25;
-                let ((lower, _), (upper, _)) = (clip(v.lower, &y), clip(v.upper, &y));
+                let ends = [clip(v.lower, &y), clip(v.upper, &y)];
+                let [(lower, _), (upper, _)] = ends;
                 let mut errs = vec![PathElement::new(
                     [(xc, lower), (xc, upper)],
                     TEXT.stroke_width(1),
                 )];
                 // A clipped end has no cap: the whisker runs on past the axis.
-                for e in [v.lower, v.upper] {
-                    if let (e, false) = clip(e, &y) {
-                        errs.push(PathElement::new(
-                            [(xc - cap, e), (xc + cap, e)],
-                            TEXT.stroke_width(1),
-                        ));
-                    }
+                for (e, _) in ends.into_iter().filter(|&(_, clipped)| !clipped) {
+                    errs.push(PathElement::new(
+                        [(xc - cap, e), (xc + cap, e)],
+                        TEXT.stroke_width(1),
+                    ));
                 }
                 chart.draw_series(errs).map_err(draw_err)?;
                 record(marks, &chart, [(xc - cap, lower), (xc + cap, upper)], 1);
@@ -1013,7 +1012,8 @@ where
     for p in &points {
         let color = palette(p.color);
         if plottable(p.y_lower) && plottable(p.y_upper) {
-            let ((lower, _), (upper, _)) = (clip(p.y_lower, &y_range), clip(p.y_upper, &y_range));
+            let ends = [clip(p.y_lower, &y_range), clip(p.y_upper, &y_range)];
+            let [(lower, _), (upper, _)] = ends;
             chart
                 .draw_series(std::iter::once(PathElement::new(
                     [(p.x, lower), (p.x, upper)],
@@ -1022,14 +1022,12 @@ where
                 .map_err(draw_err)?;
             // Caps in pixels (not data units) so they look the same on a log axis; a clipped
             // end has none.
-            let caps = [p.y_lower, p.y_upper]
+            let caps = ends
                 .into_iter()
-                .filter_map(|e| match clip(e, &y_range) {
-                    (e, false) => Some(
-                        EmptyElement::at((p.x, e))
-                            + PathElement::new([(-4, 0), (4, 0)], color.stroke_width(2)),
-                    ),
-                    _ => None,
+                .filter(|&(_, clipped)| !clipped)
+                .map(|(e, _)| {
+                    EmptyElement::at((p.x, e))
+                        + PathElement::new([(-4, 0), (4, 0)], color.stroke_width(2))
                 });
             chart.draw_series(caps).map_err(draw_err)?;
             record(marks, &chart, [(p.x, lower), (p.x, upper)], 4);
