@@ -15,8 +15,10 @@ pub const METHOD_ORDER: [&str; 20] = [
     "varshare_mlp_l2",
     "brc",
     "brc_polyak",
+    // The ±10-support step of the tuning keeps the colour `brc_tuned` had before it moved
+    // to ±20; today's `brc_tuned` keeps the colour it was drawn in as `brc_t_support20`.
+    "brc_t_support10",
     "brc_tuned",
-    "brc_t_support20",
     "shared_dqn_blind",
     "shared_dqn_balanced",
     "pcgrad",
