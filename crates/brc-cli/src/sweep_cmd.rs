@@ -30,6 +30,9 @@ pub enum SweepCommand {
     Slurm(SlurmArgs),
     /// Counts per status and per method, and the failed runs with their errors.
     Status(PlanArgs),
+    /// Copy in the finished runs under --from (published seeds) that a pending run would
+    /// train again: same relative directory, same config but for run.output_dir.
+    Adopt(AdoptArgs),
     /// `brc compare` over the sweep's runs: one method per config × grid point.
     Compare(CompareArgs),
 }
@@ -102,6 +105,15 @@ pub struct SlurmArgs {
 }
 
 #[derive(Args)]
+pub struct AdoptArgs {
+    #[command(flatten)]
+    sweep: SweepFile,
+    /// Where the finished runs are, as `<name>/seed-<k>/` (grid sweeps: the sweep's layout).
+    #[arg(long, default_value = "results/reference")]
+    from: PathBuf,
+}
+
+#[derive(Args)]
 pub struct CompareArgs {
     #[command(flatten)]
     sweep: SweepFile,
@@ -119,6 +131,7 @@ pub fn run(cmd: SweepCommand) -> Result<ExitCode> {
         SweepCommand::Run(args) => run_sweep(args),
         SweepCommand::Slurm(args) => slurm(args),
         SweepCommand::Status(args) => status(args),
+        SweepCommand::Adopt(args) => adopt(args),
         SweepCommand::Compare(args) => compare_methods(args),
     }
 }
@@ -160,6 +173,24 @@ fn plan(args: PlanArgs) -> Result<ExitCode> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn adopt(args: AdoptArgs) -> Result<ExitCode> {
+    let sweep = args.sweep.open()?;
+    if !args.from.is_dir() {
+        bail!("--from {}: not a directory", args.from.display());
+    }
+    let adopted = sweep.adopt(&args.from)?;
+    for a in &adopted {
+        println!("{:>5}  {} <- {}", a.index, a.to.display(), a.from.display());
+    }
+    println!(
+        "adopted {} run{} from {}",
+        adopted.len(),
+        if adopted.len() == 1 { "" } else { "s" },
+        args.from.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

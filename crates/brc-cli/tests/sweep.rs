@@ -1,4 +1,4 @@
-//! `brc sweep` on the local process pool: plan, run, status, compare, idempotent re-runs,
+//! `brc sweep` on the local process pool: plan, run, status, adopt, compare, idempotent re-runs,
 //! failures, a changed sweep file, and SIGTERM with resume (real signals, real processes).
 
 use std::collections::BTreeMap;
@@ -203,6 +203,48 @@ fn a_failed_run_keeps_its_error_and_the_others_go_on() {
         text.contains("failed: run 0 (") && text.contains("non-finite loss"),
         "{text}"
     );
+}
+
+#[test]
+fn adopt_copies_in_a_finished_run_from_elsewhere_and_a_bad_from_is_a_one_line_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let body = "seeds = [0, 1]\n[set]\n\"evaluation.final_episodes\" = 1\n";
+    let (file_a, file_b) = (sweep_file(&a, body), sweep_file(&b, body));
+    let o = brc(&["sweep", "run", &file_a, "--index", "0", "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Sweep b plans the same runs under another output directory: seed 0 is adopted.
+    let from = a.join("out");
+    let o = brc(&["sweep", "adopt", &file_b, "--from", from.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("adopted 1 run from"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(statuses(&file_b), ["done", "pending"]);
+    let summary = |dir: &Path| std::fs::read(dir.join("out/smoke/seed-0/summary.json")).unwrap();
+    assert_eq!(summary(&b), summary(&a));
+
+    let missing = tmp.path().join("missing");
+    let o = brc(&[
+        "sweep",
+        "adopt",
+        &file_b,
+        "--from",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("missing") && e.contains("not a directory"),
+        "{e}"
+    );
+    assert_eq!(statuses(&file_b), ["done", "pending"]);
 }
 
 /// Polls `done` until it holds or `limit` passes.

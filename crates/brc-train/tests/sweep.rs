@@ -24,6 +24,24 @@ fn sweep_file(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
+/// Every file under `dir`, as sorted paths relative to it.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 /// Lines of a JSONL file without the wall-clock field.
 fn records(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -362,43 +380,60 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_metrics_and_is_then_left_alon
 }
 
 #[test]
-fn a_finished_run_copied_in_from_elsewhere_counts_as_done_when_it_trains_the_same() {
+fn a_finished_run_trained_elsewhere_is_adopted_when_it_trains_the_same() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = sweep_file(tmp.path(), "seeds = [0]\n");
+    let file = sweep_file(tmp.path(), "seeds = [0, 1]\n");
     let sweep = Sweep::open(&file, false).unwrap();
-    // The same run, trained under another output directory (as a published seed was).
-    let mut config = sweep.runs[0].config.clone();
-    config.run.output_dir = tmp.path().join("published");
-    let elsewhere = tmp.path().join("published").join("run");
-    let opts = brc_train::TrainOptions {
-        run_dir: elsewhere.clone(),
-        force: false,
-        resume: false,
-    };
-    brc_train::train(&config, &opts, &mut ()).unwrap();
+    // Seed 0 trained under another output directory, in the published layout
+    // (`<published>/<name>/seed-<k>`); seed 1's twin there is another run (seed 2's config).
+    let published = tmp.path().join("published");
+    for (run, seed) in [(&sweep.runs[0], 0), (&sweep.runs[1], 2)] {
+        let mut config = run.config.clone();
+        config.run.output_dir = published.clone();
+        config.run.seed = seed;
+        let opts = brc_train::TrainOptions {
+            run_dir: published.join(&run.dir),
+            force: false,
+            resume: false,
+        };
+        brc_train::train(&config, &opts, &mut ()).unwrap();
+    }
+    // A run already started in the sweep is left alone, even when its twin is done.
+    let started = tmp.path().join("started");
+    std::fs::create_dir_all(started.join("smoke")).unwrap();
+    std::fs::rename(published.join("smoke/seed-0"), started.join("smoke/seed-0")).unwrap();
+    std::fs::create_dir_all(sweep.run_dir(&sweep.runs[0])).unwrap();
+    assert!(sweep.adopt(&started).unwrap().is_empty());
+    std::fs::remove_dir(sweep.run_dir(&sweep.runs[0])).unwrap();
+
+    let adopted = sweep.adopt(&started).unwrap();
+    assert_eq!(adopted.len(), 1);
+    assert_eq!(adopted[0].index, 0);
     let dir = sweep.run_dir(&sweep.runs[0]);
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(&elsewhere).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
-        }
+    assert_eq!(adopted[0].to, dir);
+    let twin = started.join("smoke/seed-0");
+    assert_eq!(
+        tree(&dir),
+        tree(&twin),
+        "the same files, subdirectories included"
+    );
+    for f in ["summary.json", "episodes.jsonl", "config.toml"] {
+        assert_eq!(
+            std::fs::read(dir.join(f)).unwrap(),
+            std::fs::read(twin.join(f)).unwrap(),
+            "{f}"
+        );
     }
     assert_eq!(sweep.state(&sweep.runs[0]).status, RunStatus::Done);
     assert!(matches!(
         execute_run(&sweep, 0, &mut ()).unwrap(),
         RunOutcome::AlreadyDone
     ));
-
-    // Another seed is another run: it would be trained afresh.
-    let text = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-    assert!(text.contains("\nseed = 0\n"), "the fixture's run seed line");
-    std::fs::write(
-        dir.join("config.toml"),
-        text.replacen("\nseed = 0\n", "\nseed = 1\n", 1),
-    )
-    .unwrap();
-    assert_eq!(sweep.state(&sweep.runs[0]).status, RunStatus::Pending);
+    // Nothing is pending with a twin any more; the other seed's twin trains another run.
+    assert!(sweep.adopt(&started).unwrap().is_empty());
+    assert!(sweep.adopt(&published).unwrap().is_empty());
+    assert_eq!(sweep.state(&sweep.runs[1]).status, RunStatus::Pending);
+    assert!(!sweep.run_dir(&sweep.runs[1]).exists());
 }
 
 #[test]

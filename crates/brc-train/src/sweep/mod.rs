@@ -1,8 +1,10 @@
 //! Sweeps: many runs — every (config, grid point, seed) of one sweep file — with stable indices,
 //! readable directories and a status each, run by a process pool on this machine
 //! ([`run_pool`]) or as a Slurm job array ([`sbatch_script`]); [`execute_run`] trains one run
-//! under its lock, resuming it when it was interrupted and recording it when it fails.
+//! under its lock, resuming it when it was interrupted and recording it when it fails;
+//! [`Sweep::adopt`] counts finished runs trained elsewhere (published seeds) instead.
 
+mod adopt;
 mod execute;
 mod file;
 mod lock;
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use adopt::Adoption;
 pub use execute::{execute_run, RunOutcome};
 pub use lock::{RunLock, HEARTBEAT, STALE_AFTER};
 pub use pool::{run_pool, PoolEvent, PoolReport, INTERRUPTED_EXIT};
