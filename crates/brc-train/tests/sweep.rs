@@ -461,3 +461,44 @@ fn a_failed_run_is_marked_failed_with_its_error() {
         Err(SweepError::NoSuchRun { index: 7, count: 1 })
     ));
 }
+
+#[test]
+fn every_shipped_sweep_file_expands_into_valid_runs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/sweeps");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.iter().any(|f| f.ends_with("main.toml")), "{files:?}");
+    for file in &files {
+        let sweep = Sweep::expand(file).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!sweep.runs.is_empty(), "{}", file.display());
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            text.starts_with('#'),
+            "{} needs a header comment",
+            file.display()
+        );
+        // Shipped sweeps write under results/sweeps/<file stem>/.
+        let stem = file.file_stem().unwrap();
+        assert!(
+            sweep
+                .output_dir
+                .ends_with(Path::new("results/sweeps").join(stem)),
+            "{}: output_dir {}",
+            file.display(),
+            sweep.output_dir.display()
+        );
+        let mut dirs: Vec<&PathBuf> = sweep.runs.iter().map(|r| &r.dir).collect();
+        dirs.sort();
+        dirs.dedup();
+        assert_eq!(
+            dirs.len(),
+            sweep.runs.len(),
+            "{}: run directories repeat",
+            file.display()
+        );
+    }
+}

@@ -152,6 +152,17 @@ impl Sweep {
         })
     }
 
+    /// Reads, expands and validates the sweep file at `file` without looking at its output
+    /// directory (no run list is read or written): what `open` checks of the file itself.
+    pub fn expand(file: &Path) -> Result<Self, SweepError> {
+        let (output_dir, runs) = file::expand(file)?;
+        Ok(Self {
+            file: file.to_path_buf(),
+            output_dir,
+            runs,
+        })
+    }
+
     /// The run with this index.
     pub fn run(&self, index: usize) -> Result<&SweepRun, SweepError> {
         self.runs.get(index).ok_or(SweepError::NoSuchRun {
