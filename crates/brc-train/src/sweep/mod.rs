@@ -143,13 +143,9 @@ impl Sweep {
     /// change a listed run is refused (naming the change) unless `force`, which replaces the
     /// list. Runs appended at the end (more seeds) extend the list.
     pub fn open(file: &Path, force: bool) -> Result<Self, SweepError> {
-        let (output_dir, runs) = file::expand(file)?;
-        run_list::check(&output_dir.join(RUN_LIST), &runs, force)?;
-        Ok(Self {
-            file: file.to_path_buf(),
-            output_dir,
-            runs,
-        })
+        let sweep = Self::expand(file)?;
+        run_list::check(&sweep.output_dir.join(RUN_LIST), &sweep.runs, force)?;
+        Ok(sweep)
     }
 
     /// Reads, expands and validates the sweep file at `file` without looking at its output
