@@ -30,9 +30,14 @@ pub enum SweepCommand {
     Slurm(SlurmArgs),
     /// Counts per status and per method, and the failed runs with their errors.
     Status(PlanArgs),
-    /// Copy in the finished runs under --from (published seeds) that a pending run would
-    /// train again: same relative directory, same config but for run.output_dir.
+    /// Copy in the runs under --from (published seeds, parked runs) that a pending run would
+    /// train: same relative directory, same config but for run.output_dir; finished ones
+    /// count as done, unfinished ones resume.
     Adopt(AdoptArgs),
+    /// Copy each stopped unfinished run, with only its newest and best checkpoints, to --to
+    /// (default results/parked/<sweep file stem>): small enough to commit and resume on
+    /// another machine (`brc sweep adopt FILE --from` that directory).
+    Park(ParkArgs),
     /// `brc compare` over the sweep's runs: one method per config × grid point.
     Compare(CompareArgs),
 }
@@ -108,9 +113,18 @@ pub struct SlurmArgs {
 pub struct AdoptArgs {
     #[command(flatten)]
     sweep: SweepFile,
-    /// Where the finished runs are, as `<name>/seed-<k>/` (grid sweeps: the sweep's layout).
+    /// Where the runs are, as `<name>/seed-<k>/` (grid sweeps: the sweep's layout).
     #[arg(long, default_value = "results/reference")]
     from: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ParkArgs {
+    #[command(flatten)]
+    sweep: SweepFile,
+    /// Where the parked copies go, in the sweep's layout.
+    #[arg(long)]
+    to: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -132,6 +146,7 @@ pub fn run(cmd: SweepCommand) -> Result<ExitCode> {
         SweepCommand::Slurm(args) => slurm(args),
         SweepCommand::Status(args) => status(args),
         SweepCommand::Adopt(args) => adopt(args),
+        SweepCommand::Park(args) => park(args),
         SweepCommand::Compare(args) => compare_methods(args),
     }
 }
@@ -190,6 +205,31 @@ fn adopt(args: AdoptArgs) -> Result<ExitCode> {
         adopted.len(),
         if adopted.len() == 1 { "" } else { "s" },
         args.from.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn park(args: ParkArgs) -> Result<ExitCode> {
+    let sweep = args.sweep.open()?;
+    let to = args.to.unwrap_or_else(|| {
+        let stem = args.sweep.file.file_stem().unwrap_or_default();
+        Path::new("results/parked").join(stem)
+    });
+    let parked = sweep.park(&to)?;
+    for p in &parked {
+        println!(
+            "{:>5}  {} -> {} (episode {})",
+            p.index,
+            p.from.display(),
+            p.to.display(),
+            p.episodes
+        );
+    }
+    println!(
+        "parked {} run{} in {}",
+        parked.len(),
+        if parked.len() == 1 { "" } else { "s" },
+        to.display()
     );
     Ok(ExitCode::SUCCESS)
 }

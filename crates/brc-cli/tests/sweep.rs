@@ -229,6 +229,17 @@ fn adopt_copies_in_a_finished_run_from_elsewhere_and_a_bad_from_is_a_one_line_er
     let summary = |dir: &Path| std::fs::read(dir.join("out/smoke/seed-0/summary.json")).unwrap();
     assert_eq!(summary(&b), summary(&a));
 
+    // Park copies only unfinished runs: a done and a pending run leave nothing to carry.
+    let parked = tmp.path().join("parked");
+    let o = brc(&["sweep", "park", &file_b, "--to", parked.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("parked 0 runs in"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(!parked.join("smoke").exists());
+
     let missing = tmp.path().join("missing");
     let o = brc(&[
         "sweep",

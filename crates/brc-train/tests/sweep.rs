@@ -437,6 +437,85 @@ fn a_finished_run_trained_elsewhere_is_adopted_when_it_trains_the_same() {
 }
 
 #[test]
+fn a_parked_run_is_small_and_resumes_in_another_sweep_to_the_uninterrupted_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = sweep_file(tmp.path(), "seeds = [0, 1]\n");
+    let sweep = Sweep::open(&file, false).unwrap();
+    // Stopped after episode 5: checkpoints ep3 (the interval) and ep5 (the stop), and best.
+    let e = execute_run(&sweep, 0, &mut StopAfter(5, 0)).unwrap_err();
+    assert!(e.is_interrupted(), "{e}");
+    let dir = sweep.run_dir(&sweep.runs[0]);
+    let original = tree(&dir);
+    assert!(original.contains(&PathBuf::from("checkpoints/ep3/agent.safetensors")));
+
+    // Seed 1 never started: only seed 0 is parked, without its older checkpoint.
+    let parked_dir = tmp.path().join("parked");
+    let parked = sweep.park(&parked_dir).unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!((parked[0].index, parked[0].episodes), (0, 5));
+    assert_eq!(parked[0].to, parked_dir.join(&sweep.runs[0].dir));
+    let expected: Vec<PathBuf> = original
+        .iter()
+        .filter(|p| !p.starts_with("checkpoints/ep3"))
+        .cloned()
+        .collect();
+    let copy = tree(&parked[0].to);
+    assert_eq!(copy, expected);
+    for kept in [
+        "checkpoints/ep5/replay.safetensors",
+        "checkpoints/best/agent.safetensors",
+        "episodes.jsonl",
+    ] {
+        assert!(copy.contains(&PathBuf::from(kept)), "{kept}: {copy:?}");
+    }
+    // Parking again replaces the copy; a run an executor holds is not parked.
+    assert_eq!(sweep.park(&parked_dir).unwrap().len(), 1);
+    let names: Vec<_> = std::fs::read_dir(parked_dir.join("smoke"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["seed-0"], "no partial copy is left behind");
+    assert_eq!(tree(&parked[0].to), copy);
+    let lock = RunLock::acquire(&dir.join("run.lock")).unwrap().unwrap();
+    assert!(sweep
+        .park(&tmp.path().join("elsewhere"))
+        .unwrap()
+        .is_empty());
+    drop(lock);
+
+    // The same sweep on another machine (another output directory) adopts and resumes it.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let moved = Sweep::open(&sweep_file(&other, "seeds = [0, 1]\n"), false).unwrap();
+    let adopted = moved.adopt(&parked_dir).unwrap();
+    assert_eq!(adopted.len(), 1);
+    assert_eq!(moved.state(&moved.runs[0]).status, RunStatus::Unfinished);
+    assert_eq!(moved.state(&moved.runs[1]).status, RunStatus::Pending);
+    match execute_run(&moved, 0, &mut ()).unwrap() {
+        RunOutcome::Trained { resumed, summary } => {
+            assert!(resumed);
+            assert_eq!(summary.episodes, 6);
+        }
+        other => panic!("expected training, got {other:?}"),
+    }
+    let whole = tmp.path().join("whole");
+    let opts = brc_train::TrainOptions {
+        run_dir: whole.clone(),
+        force: false,
+        resume: false,
+    };
+    brc_train::train(&sweep.runs[0].config, &opts, &mut ()).unwrap();
+    let resumed = moved.run_dir(&moved.runs[0]);
+    for log in ["episodes.jsonl", "evals.jsonl", "conflict.jsonl"] {
+        assert_eq!(
+            records(&resumed.join(log)),
+            records(&whole.join(log)),
+            "{log}"
+        );
+    }
+}
+
+#[test]
 fn a_failed_run_is_marked_failed_with_its_error() {
     let tmp = tempfile::tempdir().unwrap();
     let file = sweep_file(

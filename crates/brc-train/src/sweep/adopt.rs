@@ -1,6 +1,7 @@
-//! Adopting finished runs from elsewhere: a sweep's pending run whose twin under another
-//! directory (a published seed, `results/reference/<name>/seed-<k>`) is done and trains the
-//! same run is copied in, so the sweep counts it instead of training it again.
+//! Adopting runs from elsewhere: a sweep's pending run whose twin under another directory (a
+//! published seed, `results/reference/<name>/seed-<k>`, or a parked unfinished run,
+//! [`Sweep::park`]) trains the same run is copied in, so the sweep counts it instead of
+//! training it again, or resumes it where it stopped.
 
 use std::path::{Path, PathBuf};
 
@@ -18,17 +19,20 @@ pub struct Adoption {
 }
 
 impl Sweep {
-    /// Copies into the sweep every finished run under `from` at a pending run's relative
-    /// directory (`<run.name>/[<grid point>/]seed-<k>`) whose config trains the same run. A
-    /// run directory that already exists in the sweep (another config's start, a run in
-    /// progress) is left alone. Each copy is written beside its place and renamed into it, so
+    /// Copies into the sweep every finished or unfinished (resumable, not running) run under
+    /// `from` at a pending run's relative directory (`<run.name>/[<grid point>/]seed-<k>`)
+    /// whose config trains the same run. A run directory that already exists in the sweep
+    /// (another config's start, a run in progress) is left alone. Each copy is written beside its place and renamed into it, so
     /// an interrupted adoption leaves no half-copied run.
     pub fn adopt(&self, from: &Path) -> Result<Vec<Adoption>, SweepError> {
         let mut adopted = Vec::new();
         for run in &self.runs {
             let to = self.run_dir(run);
             let twin = from.join(&run.dir);
-            if to.exists() || status::run_state(&twin, &run.config).status != RunStatus::Done {
+            let twin_state = status::run_state(&twin, &run.config);
+            let resumable =
+                twin_state.status == RunStatus::Unfinished && twin_state.running.is_none();
+            if to.exists() || !(twin_state.status == RunStatus::Done || resumable) {
                 continue;
             }
             let parent = to.parent().expect("a run directory has a parent");
@@ -55,7 +59,7 @@ impl Sweep {
 }
 
 /// Copies the directory `from` (files and subdirectories) to a new directory `to`.
-fn copy_dir(from: &Path, to: &Path) -> Result<(), SweepError> {
+pub(super) fn copy_dir(from: &Path, to: &Path) -> Result<(), SweepError> {
     std::fs::create_dir(to).map_err(io(to))?;
     for entry in std::fs::read_dir(from).map_err(io(from))? {
         let path = entry.map_err(io(from))?.path();

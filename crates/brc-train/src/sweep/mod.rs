@@ -2,12 +2,14 @@
 //! readable directories and a status each, run by a process pool on this machine
 //! ([`run_pool`]) or as a Slurm job array ([`sbatch_script`]); [`execute_run`] trains one run
 //! under its lock, resuming it when it was interrupted and recording it when it fails;
-//! [`Sweep::adopt`] counts finished runs trained elsewhere (published seeds) instead.
+//! [`Sweep::adopt`] counts finished runs trained elsewhere (published seeds) instead, and
+//! [`Sweep::park`] keeps unfinished runs small enough to carry to another machine.
 
 mod adopt;
 mod execute;
 mod file;
 mod lock;
+mod park;
 mod pool;
 mod run_list;
 mod slurm;
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use adopt::Adoption;
 pub use execute::{execute_run, RunOutcome};
 pub use lock::{RunLock, HEARTBEAT, STALE_AFTER};
+pub use park::Parking;
 pub use pool::{run_pool, PoolEvent, PoolReport, INTERRUPTED_EXIT};
 pub use slurm::{array_spec, sbatch_script, submit, SlurmOptions, SIGNAL_BEFORE_LIMIT_S};
 pub use status::{record_failure, RunState, RunStatus};
