@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{adopt::copy_dir, io, RunStatus, Sweep, SweepError};
-use crate::checkpoints::newest_checkpoint;
+use crate::checkpoints::{newest_checkpoint, read_state};
 use crate::run_dir::RunDir;
 
 /// One run copied out of a sweep.
@@ -37,17 +37,14 @@ impl Sweep {
             }
             let from = self.run_dir(run);
             let dest = to.join(&run.dir);
-            let newest = newest_checkpoint(&RunDir::new(&from)).map_err(|e| SweepError::Train {
+            let train_error = |e| SweepError::Train {
                 index: run.index,
                 dir: from.clone(),
                 source: Box::new(e),
-            })?;
-            let episodes = crate::checkpoints::read_state(&newest.join("trainer.json"))
-                .map_err(|e| SweepError::Train {
-                    index: run.index,
-                    dir: from.clone(),
-                    source: Box::new(e),
-                })?
+            };
+            let newest = newest_checkpoint(&RunDir::new(&from)).map_err(train_error)?;
+            let episodes = read_state(&newest.join("trainer.json"))
+                .map_err(train_error)?
                 .episodes_done;
             let parent = dest.parent().expect("a run directory has a parent");
             std::fs::create_dir_all(parent).map_err(io(parent))?;
