@@ -55,6 +55,20 @@ fn records(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Trains `config` uninterrupted into `whole` and asserts that the run in `dir` logged the same
+/// episodes, evaluations and conflict measurements (wall clock aside).
+fn assert_logs_match_uninterrupted(config: &brc_train::RunConfig, dir: &Path, whole: &Path) {
+    let opts = brc_train::TrainOptions {
+        run_dir: whole.to_path_buf(),
+        force: false,
+        resume: false,
+    };
+    brc_train::train(config, &opts, &mut ()).unwrap();
+    for log in ["episodes.jsonl", "evals.jsonl", "conflict.jsonl"] {
+        assert_eq!(records(&dir.join(log)), records(&whole.join(log)), "{log}");
+    }
+}
+
 #[test]
 fn a_sweep_expands_configs_grid_and_seeds_into_stable_runs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -339,16 +353,7 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_metrics_and_is_then_left_alon
     }
     assert_eq!(sweep.state(&sweep.runs[0]).status, RunStatus::Done);
 
-    let whole = tmp.path().join("whole");
-    let opts = brc_train::TrainOptions {
-        run_dir: whole.clone(),
-        force: false,
-        resume: false,
-    };
-    brc_train::train(&sweep.runs[0].config, &opts, &mut ()).unwrap();
-    for log in ["episodes.jsonl", "evals.jsonl", "conflict.jsonl"] {
-        assert_eq!(records(&dir.join(log)), records(&whole.join(log)), "{log}");
-    }
+    assert_logs_match_uninterrupted(&sweep.runs[0].config, &dir, &tmp.path().join("whole"));
     let evals: Vec<EvalRecord> = std::fs::read_to_string(dir.join("evals.jsonl"))
         .unwrap()
         .lines()
@@ -498,21 +503,8 @@ fn a_parked_run_is_small_and_resumes_in_another_sweep_to_the_uninterrupted_metri
         }
         other => panic!("expected training, got {other:?}"),
     }
-    let whole = tmp.path().join("whole");
-    let opts = brc_train::TrainOptions {
-        run_dir: whole.clone(),
-        force: false,
-        resume: false,
-    };
-    brc_train::train(&sweep.runs[0].config, &opts, &mut ()).unwrap();
     let resumed = moved.run_dir(&moved.runs[0]);
-    for log in ["episodes.jsonl", "evals.jsonl", "conflict.jsonl"] {
-        assert_eq!(
-            records(&resumed.join(log)),
-            records(&whole.join(log)),
-            "{log}"
-        );
-    }
+    assert_logs_match_uninterrupted(&sweep.runs[0].config, &resumed, &tmp.path().join("whole"));
 }
 
 #[test]
