@@ -7,14 +7,9 @@ outgrows the returns) and the wall time.
     python3 scripts/seeds_table.py [--root results/reference] METHOD...
 """
 import argparse
-import glob
 import json
-import os
 
-
-def load(path):
-    with open(path) as f:
-        return json.load(f)
+from runs_table import published_runs
 
 
 def late_mean_q(run, episodes):
@@ -38,10 +33,7 @@ def main():
           "| late mean Q | wall |")
     print("|---|---:|---:|---|---:|---:|---:|---:|")
     for method in args.methods:
-        for run in sorted(glob.glob(f"{args.root}/{method}/seed-*")):
-            s = load(f"{run}/summary.json")
-            final = load(f"{run}/evaluation-weights-all-seed2000000-n100.json")
-            best = load(f"{run}/evaluation-best-all-seed2000000-n100.json")
+        for run, s, final, best in published_runs(args.root, method):
             tasks = " / ".join(f"{s['final_eval'][t]:.1f}" for t in ["standard", "windy", "heavy"])
             print(f"| {method} | {s['seed']} | {s['final_average']:.1f} | {tasks} "
                   f"| {final['average']:.1f} | {best['average']:.1f} (ep {s['best_after_episode']}) "
