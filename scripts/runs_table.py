@@ -8,6 +8,7 @@ held-out seeds), its final and best agents re-evaluated on fresh seeds, env step
 """
 import glob
 import json
+import signal
 import os
 import sys
 
@@ -50,4 +51,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # A closed pipe (`| head`) ends the table quietly, as the CLI does, not with a traceback.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     main()

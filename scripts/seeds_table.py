@@ -8,6 +8,7 @@ outgrows the returns) and the wall time.
 """
 import argparse
 import json
+import signal
 
 from runs_table import published_runs
 
@@ -41,4 +42,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # A closed pipe (`| head`) ends the table quietly, as the CLI does, not with a traceback.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     main()
