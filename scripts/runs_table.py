@@ -8,8 +8,8 @@ held-out seeds), its final and best agents re-evaluated on fresh seeds, env step
 """
 import glob
 import json
-import signal
 import os
+import signal
 import sys
 
 
