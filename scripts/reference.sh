@@ -6,12 +6,13 @@
 #                                        (env seeds 2,000,000+: evaluation-{weights,best}-…json)
 #   results/reference/compare/           the methods, final weights (our protocol), + predecessor logs
 #   results/reference/compare-best/      the same methods, best checkpoints (the predecessor's protocol)
-#   results/reference/ablations/         brc_tuned against its one-change variants (the older
-#                                        ones change brc_t_support10, the tuning step before it)
+#   results/reference/ablations/         brc_tuned against its one-change variants (the newer ones
+#                                        change brc_t_critics1, its one-critic step; the older ones
+#                                        brc_t_support10, the step before that)
 #   results/reference/surgery/           gradient surgery against its controls (balanced batches,
-#                                        task-blind), Shared DQN and BRC sizes, final weights
+#                                        task-blind), Shared DQN and one-critic BRC sizes, final weights
 #   results/reference/varshare_comparison/ VarShare and its l2 ablation against the network each
-#                                        one adapts (Shared DQN, tuned BRC), final weights
+#                                        one adapts (Shared DQN, one-critic tuned BRC), final weights
 # A run already published is left alone (delete its directory to publish it again).
 #
 #   scripts/reference.sh [--publish-only] [RUNS_DIR…]
@@ -43,11 +44,11 @@ done
 if $publish_only; then exit 0; fi
 
 present() { for m in "$@"; do [ -d "$ref/$m" ] && echo "$ref/$m"; done; }
-surgery_methods=(shared_dqn shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_tuned brc_balanced brc_pcgrad brc_cagrad)
-mapfile -t main < <(present shared_dqn independent_dqn independent_dqn_matched brc brc_polyak brc_t_support10 brc_tuned shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_balanced brc_pcgrad brc_cagrad varshare_mlp varshare_mlp_l2 varshare varshare_l2)
-mapfile -t varshare < <(present shared_dqn varshare_mlp varshare_mlp_l2 brc_tuned varshare varshare_l2)
+surgery_methods=(shared_dqn shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_t_critics1 brc_balanced brc_pcgrad brc_cagrad)
+mapfile -t main < <(present shared_dqn independent_dqn independent_dqn_matched brc brc_polyak brc_t_critics1 brc_tuned shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_balanced brc_pcgrad brc_cagrad varshare_mlp varshare_mlp_l2 varshare varshare_l2)
+mapfile -t varshare < <(present shared_dqn varshare_mlp varshare_mlp_l2 brc_t_critics1 varshare varshare_l2)
 mapfile -t surgery < <(present "${surgery_methods[@]}")
-mapfile -t ablations < <(present brc_tuned brc_t_support10 brc_t_scalar brc_t_noblocks brc_t_no_decay brc_t_postln brc_t_tau001 brc_t_lr_decay brc_t_unit_embedding brc_t_batch128 brc_t_nstep3 brc_t_critics2 brc_t_replay2 brc_t_width512)
+mapfile -t ablations < <(present brc_tuned brc_t_critics1 brc_t_support10 brc_t_scalar brc_t_noblocks brc_t_no_decay brc_t_postln brc_t_tau001 brc_t_lr_decay brc_t_unit_embedding brc_t_batch128 brc_t_nstep3 brc_t_replay2 brc_t_width512)
 predecessor=()                                        # its logs, where ../shared is present
 [ -d ../shared/predecessor/metrics ] && predecessor=(../shared/predecessor/metrics)
 "$brc" compare "${main[@]}" "${predecessor[@]}" --out "$ref/compare" > /dev/null
@@ -66,7 +67,7 @@ if [ "${#surgery[@]}" -gt 2 ]; then
     }
     group "Shared DQN: batches and task input" shared_dqn shared_dqn_blind shared_dqn_balanced
     group "Shared DQN: gradient surgery" shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad
-    group "BRC: gradient surgery" brc_tuned brc_balanced brc_pcgrad brc_cagrad
+    group "BRC: gradient surgery" brc_t_critics1 brc_balanced brc_pcgrad brc_cagrad
     "$brc" compare "${surgery[@]}" --group "$groups" --out "$ref/surgery" > /dev/null
 fi
 if [ "${#varshare[@]}" -gt 2 ]; then

@@ -15,9 +15,10 @@ pub const METHOD_ORDER: [&str; 20] = [
     "varshare_mlp_l2",
     "brc",
     "brc_polyak",
-    // The ±10-support step of the tuning keeps the colour `brc_tuned` had before it moved
-    // to ±20; today's `brc_tuned` keeps the colour it was drawn in as `brc_t_support20`.
-    "brc_t_support10",
+    // The one-critic step of the tuning (changes 1–3, the control of the surgery and VarShare
+    // runs built on it) took this place from the ±10-support step when it left `compare/`;
+    // that step, drawn only in `ablations/` now, takes a free colour there.
+    "brc_t_critics1",
     "brc_tuned",
     "shared_dqn_blind",
     "shared_dqn_balanced",
