@@ -44,7 +44,7 @@ done
 if $publish_only; then exit 0; fi
 
 present() { for m in "$@"; do [ -d "$ref/$m" ] && echo "$ref/$m"; done; }
-surgery_methods=(shared_dqn shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_t_critics1 brc_balanced brc_pcgrad brc_cagrad)
+surgery_methods=(shared_dqn shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_t_critics1 brc_balanced brc_pcgrad brc_cagrad brc_balanced_21 brc_pcgrad_21 brc_cagrad_21)
 mapfile -t main < <(present shared_dqn independent_dqn independent_dqn_matched brc brc_polyak brc_t_critics1 brc_tuned shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_balanced brc_pcgrad brc_cagrad varshare_mlp varshare_mlp_l2 varshare varshare_l2)
 mapfile -t varshare < <(present shared_dqn varshare_mlp varshare_mlp_l2 brc_t_critics1 varshare varshare_l2)
 mapfile -t surgery < <(present "${surgery_methods[@]}")
@@ -68,6 +68,7 @@ if [ "${#surgery[@]}" -gt 2 ]; then
     group "Shared DQN: batches and task input" shared_dqn shared_dqn_blind shared_dqn_balanced
     group "Shared DQN: gradient surgery" shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad
     group "BRC: gradient surgery" brc_t_critics1 brc_balanced brc_pcgrad brc_cagrad
+    group "BRC: gradient surgery on 3 x 21 rows" brc_t_critics1 brc_balanced_21 brc_pcgrad_21 brc_cagrad_21
     "$brc" compare "${surgery[@]}" --group "$groups" --out "$ref/surgery" > /dev/null
 fi
 if [ "${#varshare[@]}" -gt 2 ]; then
