@@ -50,7 +50,8 @@ def blowup_row(run, ratio):
     q_median, grad_median = median(q), median(grad)
     peak = max(range(len(q)), key=lambda i: q[i])
     first = next((i for i, v in enumerate(q) if v > ratio * q_median), None)
-    cells = [f"{q_median:.1f}", f"{q[peak]:.1f} (×{q[peak] / q_median:.2f}, ep {START + WINDOW * peak})",
+    cells = [f"{q_median:.1f}",
+             f"{q[peak]:.1f} (×{q[peak] / q_median:.2f}, ep {START + WINDOW * peak})",
              f"×{max(grad) / grad_median:.1f}"]
     if first is None:
         return cells + ["–", "–", "–"]
