@@ -14,10 +14,11 @@ lowest periodic evaluation from that window to 150 episodes after it.
     python3 scripts/value_blowups.py [--root results/reference] [--ratio 1.5] METHOD...
 """
 import argparse
-import glob
 import json
 import signal
 from statistics import median
+
+from runs_table import published_runs
 
 WINDOW = 25
 START = 500
@@ -26,10 +27,14 @@ LEAD = 50
 
 
 def windows(rows, key):
-    """Mean of `key` over each WINDOW-episode window from episode START on."""
+    """Mean of `key` over each WINDOW-episode window from episode START on (episodes without
+    an update log null, as seeds_table.py skips them)."""
     late = rows[START:]
-    return [sum(r[key] for r in late[i:i + WINDOW]) / len(late[i:i + WINDOW])
-            for i in range(0, len(late), WINDOW)]
+    means = []
+    for i in range(0, len(late), WINDOW):
+        values = [r[key] for r in late[i:i + WINDOW] if r[key] is not None]
+        means.append(sum(values) / len(values) if values else float("nan"))
+    return means
 
 
 def periodic_averages(run):
@@ -73,15 +78,14 @@ def main():
           "| eval ≥ 50 ep before | lowest eval within 150 ep |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for method in args.methods:
-        runs = sorted(glob.glob(f"{args.root}/{method}/seed-*"))
-        blown = 0
-        for run in runs:
+        runs, blown = 0, 0
+        for run, summary, _final, _best in published_runs(args.root, method):
             cells = blowup_row(run, args.ratio)
+            runs += 1
             blown += cells[3] != "–"
-            seed = run.rsplit("-", 1)[1]
-            print(f"| {method} | {seed} | " + " | ".join(cells) + " |")
+            print(f"| {method} | {summary['seed']} | " + " | ".join(cells) + " |")
         if runs:
-            print(f"| {method} | all | | | | {blown} of {len(runs)} runs | | |")
+            print(f"| {method} | all | | | | {blown} of {runs} runs | | |")
 
 
 if __name__ == "__main__":
