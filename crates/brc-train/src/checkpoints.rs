@@ -18,6 +18,8 @@ pub(crate) struct TrainerState {
     pub(crate) env_steps: u64,
     pub(crate) updates: u64,
     pub(crate) replay_rng: Pcg32,
+    /// The best periodic evaluation average so far; −∞ before the first one.
+    #[serde(with = "minus_infinity_as_null")]
     pub(crate) best_average: f64,
     pub(crate) best_after_episode: usize,
     /// The fixed per-task probe batches of the gradient-conflict measurements, once drawn.
@@ -25,6 +27,25 @@ pub(crate) struct TrainerState {
     /// Training wall time up to this state, so a resumed run's clock continues.
     #[serde(default)]
     pub(crate) wall_seconds: f64,
+}
+
+/// JSON has no −∞: serde_json writes it as `null` and then refuses to read `null` back as an
+/// f64, so a checkpoint saved before the first periodic evaluation (an interrupt or a Slurm
+/// preemption in the first episodes) could not be resumed. `null` reads back as −∞.
+mod minus_infinity_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if *value == f64::NEG_INFINITY {
+            s.serialize_none()
+        } else {
+            s.serialize_f64(*value)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
+    }
 }
 
 /// A checkpoint's trainer state.
@@ -84,4 +105,48 @@ pub(crate) fn save_checkpoint(
     let text = serde_json::to_string_pretty(state).expect("state serializes");
     let file = path.join("trainer.json");
     write_atomic(&file, text.as_bytes()).map_err(io(&file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(best_average: f64) -> TrainerState {
+        TrainerState {
+            episodes_done: 26,
+            env_steps: 2440,
+            updates: 441,
+            replay_rng: Pcg32::new(7, 11),
+            best_average,
+            best_after_episode: 0,
+            probes: None,
+            wall_seconds: 1.5,
+        }
+    }
+
+    fn round_trip(best_average: f64) -> TrainerState {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("trainer.json");
+        let text = serde_json::to_string_pretty(&state(best_average)).unwrap();
+        std::fs::write(&file, text).unwrap();
+        read_state(&file).unwrap()
+    }
+
+    #[test]
+    fn a_state_saved_before_the_first_evaluation_reads_back() {
+        let back = round_trip(f64::NEG_INFINITY);
+        assert_eq!(back.best_average, f64::NEG_INFINITY);
+        assert_eq!((back.episodes_done, back.updates), (26, 441));
+        assert_eq!(round_trip(-122.5).best_average, -122.5);
+    }
+
+    #[test]
+    fn a_null_best_average_from_an_older_checkpoint_reads_as_no_evaluation_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("trainer.json");
+        let mut json = serde_json::to_value(state(0.0)).unwrap();
+        json["best_average"] = serde_json::Value::Null;
+        std::fs::write(&file, json.to_string()).unwrap();
+        assert_eq!(read_state(&file).unwrap().best_average, f64::NEG_INFINITY);
+    }
 }
