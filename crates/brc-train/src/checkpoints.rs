@@ -124,12 +124,16 @@ mod tests {
         }
     }
 
-    fn round_trip(best_average: f64) -> TrainerState {
+    /// `read_state` of a trainer.json holding `text`.
+    fn read_back(text: &str) -> TrainerState {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("trainer.json");
-        let text = serde_json::to_string_pretty(&state(best_average)).unwrap();
         std::fs::write(&file, text).unwrap();
         read_state(&file).unwrap()
+    }
+
+    fn round_trip(best_average: f64) -> TrainerState {
+        read_back(&serde_json::to_string_pretty(&state(best_average)).unwrap())
     }
 
     #[test]
@@ -142,11 +146,8 @@ mod tests {
 
     #[test]
     fn a_null_best_average_from_an_older_checkpoint_reads_as_no_evaluation_yet() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("trainer.json");
         let mut json = serde_json::to_value(state(0.0)).unwrap();
         json["best_average"] = serde_json::Value::Null;
-        std::fs::write(&file, json.to_string()).unwrap();
-        assert_eq!(read_state(&file).unwrap().best_average, f64::NEG_INFINITY);
+        assert_eq!(read_back(&json.to_string()).best_average, f64::NEG_INFINITY);
     }
 }
