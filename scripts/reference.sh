@@ -49,7 +49,7 @@ surgery_methods=(shared_dqn shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_b
 mapfile -t main < <(present shared_dqn independent_dqn independent_dqn_matched brc brc_polyak brc_t_critics1 brc_tuned shared_dqn_blind shared_dqn_balanced pcgrad pcgrad_blind gradnorm gradnorm_blind cagrad brc_balanced brc_pcgrad brc_cagrad varshare_mlp varshare_mlp_l2 varshare varshare_l2)
 mapfile -t varshare < <(present shared_dqn varshare_mlp varshare_mlp_l2 brc_t_critics1 varshare varshare_l2)
 mapfile -t surgery < <(present "${surgery_methods[@]}")
-mapfile -t ablations < <(present brc_tuned brc_t_critics1 brc_t_support10 brc_t_scalar brc_t_noblocks brc_t_no_decay brc_t_postln brc_t_tau001 brc_t_lr_decay brc_t_buffer500k brc_t_c1_buffer500k brc_t_unit_embedding brc_t_batch128 brc_t_nstep3 brc_t_replay2 brc_t_width512 brc_t_vmax20 brc_t_c1_vmax10 brc_t_lr_constant)
+mapfile -t ablations < <(present brc_tuned brc_t_critics1 brc_t_support10 brc_t_scalar brc_t_noblocks brc_t_no_decay brc_t_postln brc_t_tau001 brc_t_lr_decay brc_t_buffer500k brc_t_c1_buffer500k brc_t_unit_embedding brc_t_batch128 brc_t_nstep3 brc_t_replay2 brc_t_width512 brc_t_vmax20 brc_t_c1_vmax10 brc_t_lr_constant brc_t_lr_floor001)
 predecessor=()                                        # its logs, where ../shared is present
 [ -d ../shared/predecessor/metrics ] && predecessor=(../shared/predecessor/metrics)
 "$brc" compare "${main[@]}" "${predecessor[@]}" --out "$ref/compare" > /dev/null
